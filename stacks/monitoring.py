@@ -1,0 +1,76 @@
+"""Alarms that tell the operator when a message is stuck or a component fails."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import (
+    Duration,
+    aws_apigateway,
+    aws_cloudwatch,
+    aws_cloudwatch_actions,
+    aws_kms,
+    aws_sns,
+    aws_sns_subscriptions,
+    aws_sqs,
+)
+from constructs import Construct
+
+
+class Monitoring(Construct):
+    """An SNS topic and alarms: any message in a dead-letter queue, any webhook 5xx.
+
+    Lambda error counts are not alarmed on: the receive Lambda rejects forged webhooks by
+    raising (mapped to 403), and the send Lambda raises to get retried; what matters is a
+    message that ends undelivered, and that lands in a dead-letter queue.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        dead_letter_queues: Mapping[str, aws_sqs.IQueue],
+        api: aws_apigateway.RestApi,
+        alarm_email: str | None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.topic = aws_sns.Topic(
+            self,
+            "AlarmTopic",
+            display_name="Text-a-device alarms",
+            enforce_ssl=True,
+            master_key=aws_kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns"),
+        )
+        if alarm_email:
+            self.topic.add_subscription(aws_sns_subscriptions.EmailSubscription(alarm_email))
+        action = aws_cloudwatch_actions.SnsAction(self.topic)
+        self.alarms: dict[str, aws_cloudwatch.Alarm] = {}
+
+        def alarm(name: str, metric: aws_cloudwatch.IMetric, description: str) -> None:
+            created = aws_cloudwatch.Alarm(
+                self,
+                name,
+                metric=metric,
+                threshold=0,
+                evaluation_periods=1,
+                comparison_operator=aws_cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=aws_cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description=description,
+            )
+            created.add_alarm_action(action)
+            self.alarms[name] = created
+
+        for name, queue in dead_letter_queues.items():
+            alarm(
+                f"{name}NotEmpty",
+                queue.metric_approximate_number_of_messages_visible(
+                    period=Duration.minutes(1), statistic="Maximum"
+                ),
+                f"A message is waiting in {name}: it was not delivered. Inspect and redrive.",
+            )
+        alarm(
+            "Api5xx",
+            api.metric_server_error(period=Duration.minutes(5), statistic="Sum"),
+            "The webhook answered Twilio with a 5xx: Twilio tries the fallback URL, if any.",
+        )

@@ -1,0 +1,157 @@
+"""Device replies to SMS: IoT topic rule -> send Lambda -> Twilio, with dead-letter queues."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from aws_cdk import (
+    Duration,
+    RemovalPolicy,
+    Stack,
+    aws_dynamodb,
+    aws_iam,
+    aws_iot,
+    aws_lambda,
+    aws_lambda_destinations,
+    aws_logs,
+    aws_sqs,
+)
+from constructs import Construct
+
+from stacks.device_fleet import outbound_topic
+from stacks.nag import acknowledge
+from stacks.python_function import BundledPythonFunction
+
+LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambdas" / "send"
+RETRY_ATTEMPTS = 2
+DLQ_RETENTION = Duration.days(14)
+
+
+def outbound_rule_sql(topic_prefix: str) -> str:
+    """Every device's outbound messages, with the publishing thing's name from the topic."""
+    # IoT SQL built from a validated topic level (settings.TOPIC_LEVEL), not user input.
+    return f"SELECT *, topic(2) AS thing FROM '{outbound_topic(topic_prefix, '+')}'"  # noqa: S608
+
+
+class OutboundMessaging(Construct):
+    """Topic rule, send Lambda, its idempotency table and the dead-letter queues.
+
+    The rule invokes the Lambda asynchronously: Lambda retries a failed send twice, then
+    the event goes to `dead_letter_queue`; what the rule itself cannot deliver goes to
+    `rule_error_queue`. Nothing is dropped without a trace.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        topic_prefix: str,
+        numbers_by_thing: Mapping[str, str],
+        destination_allow_list: Sequence[str],
+        secret_name: str,
+        log_retention: aws_logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        def queue(queue_id: str) -> aws_sqs.Queue:
+            return aws_sqs.Queue(
+                self,
+                queue_id,
+                encryption=aws_sqs.QueueEncryption.SQS_MANAGED,
+                enforce_ssl=True,
+                retention_period=DLQ_RETENTION,
+                removal_policy=removal_policy,
+            )
+
+        self.dead_letter_queue = queue("SendDeadLetterQueue")
+        self.rule_error_queue = queue("RuleErrorQueue")
+        for dead_letters in (self.dead_letter_queue, self.rule_error_queue):
+            acknowledge(
+                dead_letters,
+                "AwsSolutions-SQS3",
+                "This queue is itself a dead-letter queue (Lambda on-failure destination "
+                "or the rule's error action); a dead-letter queue of it would only move the "
+                "problem. An alarm fires when it holds a message.",
+            )
+        self.idempotency_table = aws_dynamodb.Table(
+            self,
+            "IdempotencyTable",
+            partition_key=aws_dynamodb.Attribute(name="id", type=aws_dynamodb.AttributeType.STRING),
+            billing_mode=aws_dynamodb.BillingMode.PAY_PER_REQUEST,
+            time_to_live_attribute="expiration",
+            point_in_time_recovery_specification=aws_dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            removal_policy=removal_policy,
+        )
+        self.send = BundledPythonFunction(
+            self,
+            "Send",
+            source_dir=LAMBDA_DIR,
+            handler="handler.lambda_handler",
+            description="Sends a device's outbound message as SMS/MMS through Twilio",
+            environment={
+                "TOPIC_PREFIX": topic_prefix,
+                "NUMBERS_BY_THING": json.dumps(dict(numbers_by_thing), sort_keys=True),
+                "DESTINATION_ALLOW_LIST": ",".join(destination_allow_list),
+                "TWILIO_SECRET_NAME": secret_name,
+                "IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
+                "POWERTOOLS_SERVICE_NAME": "send",
+            },
+            log_retention=log_retention,
+            removal_policy=removal_policy,
+            timeout=Duration.seconds(20),
+        )
+        self.function = self.send.function
+        self.invoke_config = aws_lambda.EventInvokeConfig(
+            self,
+            "AsyncRetries",
+            function=self.function,
+            retry_attempts=RETRY_ATTEMPTS,
+            max_event_age=Duration.hours(6),
+            on_failure=aws_lambda_destinations.SqsDestination(self.dead_letter_queue),
+        )
+
+        self.rule_error_role = aws_iam.Role(
+            self,
+            "RuleErrorRole",
+            assumed_by=aws_iam.ServicePrincipal("iot.amazonaws.com"),
+            description="Lets the outbound topic rule put undeliverable messages in its queue",
+        )
+        self.rule_error_queue.grant_send_messages(self.rule_error_role)
+        self.sql = outbound_rule_sql(topic_prefix)
+        self.rule = aws_iot.CfnTopicRule(
+            self,
+            "OutboundRule",
+            topic_rule_payload=aws_iot.CfnTopicRule.TopicRulePayloadProperty(
+                sql=self.sql,
+                aws_iot_sql_version="2016-03-23",
+                rule_disabled=False,
+                description="Device replies -> send Lambda",
+                actions=[
+                    aws_iot.CfnTopicRule.ActionProperty(
+                        lambda_=aws_iot.CfnTopicRule.LambdaActionProperty(
+                            function_arn=self.function.function_arn
+                        )
+                    )
+                ],
+                error_action=aws_iot.CfnTopicRule.ActionProperty(
+                    sqs=aws_iot.CfnTopicRule.SqsActionProperty(
+                        queue_url=self.rule_error_queue.queue_url,
+                        role_arn=self.rule_error_role.role_arn,
+                        use_base64=False,
+                    )
+                ),
+            ),
+        )
+        # Only this rule, in this account, may invoke the send Lambda.
+        self.function.add_permission(
+            "InvokeByOutboundRule",
+            principal=aws_iam.ServicePrincipal("iot.amazonaws.com"),
+            source_arn=self.rule.attr_arn,
+            source_account=Stack.of(self).account,
+        )

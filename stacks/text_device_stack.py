@@ -1,0 +1,144 @@
+"""The stack of one environment: composes the constructs and wires grants and outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, RemovalPolicy, Stack, Token, aws_iam, aws_logs
+from constructs import Construct
+
+from stacks.device_fleet import DeviceFleet, inbound_topic, outbound_topic
+from stacks.monitoring import Monitoring
+from stacks.nag import acknowledge
+from stacks.outbound_messaging import OutboundMessaging
+from stacks.settings import EnvironmentSettings
+from stacks.twilio_secret import TwilioSecret
+from stacks.webhook_api import WebhookApi
+
+RETENTION_BY_DAYS = {
+    1: aws_logs.RetentionDays.ONE_DAY,
+    3: aws_logs.RetentionDays.THREE_DAYS,
+    5: aws_logs.RetentionDays.FIVE_DAYS,
+    7: aws_logs.RetentionDays.ONE_WEEK,
+    14: aws_logs.RetentionDays.TWO_WEEKS,
+    30: aws_logs.RetentionDays.ONE_MONTH,
+    60: aws_logs.RetentionDays.TWO_MONTHS,
+    90: aws_logs.RetentionDays.THREE_MONTHS,
+    120: aws_logs.RetentionDays.FOUR_MONTHS,
+    150: aws_logs.RetentionDays.FIVE_MONTHS,
+    180: aws_logs.RetentionDays.SIX_MONTHS,
+    365: aws_logs.RetentionDays.ONE_YEAR,
+    400: aws_logs.RetentionDays.THIRTEEN_MONTHS,
+    545: aws_logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: aws_logs.RetentionDays.TWO_YEARS,
+    1096: aws_logs.RetentionDays.THREE_YEARS,
+    1827: aws_logs.RetentionDays.FIVE_YEARS,
+    2192: aws_logs.RetentionDays.SIX_YEARS,
+    2557: aws_logs.RetentionDays.SEVEN_YEARS,
+}
+
+
+class TextDeviceStack(Stack):
+    """Twilio webhook -> IoT -> devices -> IoT rule -> Twilio, for one environment."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        removal = RemovalPolicy.RETAIN if settings.retain_data else RemovalPolicy.DESTROY
+        retention = RETENTION_BY_DAYS[settings.log_retention_days]
+        secret_name = f"text-device/{settings.name}/twilio"
+
+        self.twilio_secret = TwilioSecret(
+            self, "TwilioSecret", secret_name=secret_name, removal_policy=removal
+        )
+        self.fleet = DeviceFleet(
+            self,
+            "Devices",
+            environment_name=settings.name,
+            topic_prefix=settings.topic_prefix,
+            devices=settings.devices,
+        )
+        self.webhook = WebhookApi(
+            self,
+            "Webhook",
+            topic_prefix=settings.topic_prefix,
+            things_by_number=settings.things_by_number,
+            body_limit=settings.body_limit,
+            extra_fields=settings.extra_fields,
+            secret_name=secret_name,
+            log_retention=retention,
+            removal_policy=removal,
+            throttle_rate_limit=settings.throttle_rate_limit,
+            throttle_burst_limit=settings.throttle_burst_limit,
+        )
+        self.outbound = OutboundMessaging(
+            self,
+            "Outbound",
+            topic_prefix=settings.topic_prefix,
+            numbers_by_thing=settings.devices,
+            destination_allow_list=settings.destination_allow_list,
+            secret_name=secret_name,
+            log_retention=retention,
+            removal_policy=removal,
+        )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            dead_letter_queues={
+                "SendDeadLetterQueue": self.outbound.dead_letter_queue,
+                "RuleErrorQueue": self.outbound.rule_error_queue,
+            },
+            api=self.webhook.api,
+            alarm_email=settings.alarm_email,
+        )
+
+        # Grants: each function gets exactly what its code calls.
+        receive = self.webhook.function
+        self.twilio_secret.secret.grant_read(receive)
+        self.webhook.idempotency_table.grant_read_write_data(receive)
+        receive.add_to_role_policy(
+            aws_iam.PolicyStatement(
+                actions=["iot:Publish"], resources=[self.fleet.inbound_topic_arn_pattern()]
+            )
+        )
+        account = "<AWS::AccountId>" if Token.is_unresolved(self.account) else self.account
+        acknowledge(
+            receive,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:{self.region}:{account}:"
+            f"topic/{settings.topic_prefix}/*/inbound]",
+            "The wildcard is the thing-name level only: the receive Lambda publishes to "
+            "the inbound topic of whichever device the texted number is bound to.",
+        )
+        send = self.outbound.function
+        self.twilio_secret.secret.grant_read(send)
+        self.outbound.idempotency_table.grant_read_write_data(send)
+
+        things = sorted(settings.devices)
+        prefix = settings.topic_prefix
+        CfnOutput(
+            self,
+            "WebhookUrl",
+            value=self.webhook.webhook_url,
+            description="Set as the Twilio number's 'A message comes in' webhook (POST)",
+        )
+        CfnOutput(
+            self,
+            "ThingNames",
+            value=",".join(things) or "-",
+            description="The devices of this environment",
+        )
+        CfnOutput(
+            self, "InboundTopics", value=",".join(inbound_topic(prefix, t) for t in things) or "-"
+        )
+        CfnOutput(
+            self, "OutboundTopics", value=",".join(outbound_topic(prefix, t) for t in things) or "-"
+        )
+        CfnOutput(
+            self,
+            "TwilioSecretName",
+            value=secret_name,
+            description='Put {"account_sid", "auth_token"} here after the first deploy',
+        )
+        CfnOutput(self, "DevicePolicyName", value=self.fleet.policy.ref)
+        CfnOutput(self, "TopicPrefix", value=prefix)
