@@ -17,6 +17,10 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 ENVIRONMENTS = ("dev", "prod")
 
+from loop import stack as loop_stack  # noqa: E402 (needs ROOT on sys.path)
+
+cdk_context = loop_stack.cdk_context
+
 
 @dataclass(frozen=True)
 class Synthesized:
@@ -30,24 +34,11 @@ class Synthesized:
     nag_report: dict[str, Any]
 
 
-def cdk_context() -> dict[str, Any]:
-    """The context of cdk.json, as `cdk synth` would pass it."""
-    context: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
-    return context
-
-
 def synthesize(env: str, outdir: Path, **extra_context: Any) -> Synthesized:
     """Synthesizes one environment in-process, with bundling skipped."""
-    from aws_cdk import App
     from aws_cdk.assertions import Template
 
-    import app as cdk_app
-
-    context = {**cdk_context(), "env": env, "aws:cdk:bundling-stacks": [], **extra_context}
-    app = App(context=context, outdir=str(outdir))
-    stack = cdk_app.build(app)
-    app.synth()
-    template_path = outdir / f"{stack.stack_name}.template.json"
+    stack, template_path = loop_stack.synthesize(env, outdir, **extra_context)
     report_path = outdir / "validation-report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     return Synthesized(

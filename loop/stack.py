@@ -1,0 +1,41 @@
+"""Synthesizes an environment's stack in-process (no AWS call, Lambda bundling skipped).
+
+The local loop and the tests take API Gateway's templates, the topic rule's SQL and the
+Lambdas' environments from this synthesized template, never from a copy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cdk_context() -> dict[str, Any]:
+    """The context of cdk.json, as `cdk synth` would pass it."""
+    context: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
+    return context
+
+
+def synthesize(env: str, outdir: Path, **extra_context: Any) -> tuple[Any, Path]:
+    """Synthesizes `env` into `outdir`; returns the stack and its template's path."""
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    from aws_cdk import App
+
+    import app as cdk_app
+
+    context = {**cdk_context(), "env": env, "aws:cdk:bundling-stacks": [], **extra_context}
+    cdk = App(context=context, outdir=str(outdir))
+    stack = cdk_app.build(cdk)
+    cdk.synth()
+    return stack, outdir / f"{stack.stack_name}.template.json"
+
+
+def synthesized_template(env: str, outdir: Path) -> dict[str, Any]:
+    """The template of `env` as a dict."""
+    _, path = synthesize(env, outdir)
+    template: dict[str, Any] = json.loads(path.read_text())
+    return template
