@@ -6,12 +6,13 @@ PY := $(VENV)/bin/python
 CDK := node_modules/.bin/cdk
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help deps synth test lint deploy diff demo bench flash clean
+.PHONY: help deps mosquitto synth test lint deploy diff demo bench flash monitor clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt lambdas/receive/requirements.txt lambdas/send/requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt lambdas/receive/requirements.txt lambdas/send/requirements.txt \
+		lambdas/status/requirements.txt lambdas/twilio_number/requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -qq --upgrade pip
 	$(PY) -m pip install -qq -r requirements-dev.txt
@@ -21,7 +22,16 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-fund --no-audit --loglevel=error
 	touch $@
 
-deps: $(VENV)/.installed node_modules/.installed  ## Install Python and Node dependencies.
+# The local loop and the end-to-end tests need a real MQTT broker: Debian's mosquitto.
+MOSQUITTO := $(shell command -v mosquitto || ls /usr/sbin/mosquitto 2>/dev/null)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+mosquitto:
+ifeq ($(MOSQUITTO),)
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto
+endif
+
+deps: $(VENV)/.installed node_modules/.installed mosquitto  ## Install Python, Node and system dependencies.
 
 synth: deps  ## Synthesize ENV's stack (bundles the Lambdas, no AWS call): make synth ENV=prod
 	$(CDK) synth --quiet -c env=$(ENV)
@@ -41,7 +51,21 @@ diff: deps  ## Show what a deploy of ENV would change (needs AWS credentials).
 deploy: deps  ## Deploy ENV's stack (needs AWS credentials): make deploy ENV=prod
 	$(CDK) deploy -c env=$(ENV) --require-approval broadening
 
-demo: synth  ## The whole loop offline (until it lands: synthesize the dev stack).
+demo: deps  ## The whole loop offline: make demo [TEXT="your text"] [INTERACTIVE=1]
+	$(PY) -m loop.demo $(if $(INTERACTIVE),--interactive) $(if $(TEXT),"$(TEXT)")
+
+bench: deps  ## The benchmark table (also bench/results.md and bench/latency.png).
+	$(PY) bench/system_bench.py
+
+# The board: THING defaults to the environment's only device, PORT to the only USB serial port.
+THING ?=
+PORT ?=
+flash: $(VENV)/.installed  ## Flash a board: make flash ENV=dev THING=dev-reverser PORT=/dev/ttyUSB0 [FIRMWARE=esp8266.bin] [DRY_RUN=1]
+	$(PY) -m device.tool flash --env $(ENV) --thing "$(THING)" --port "$(PORT)" \
+		$(if $(FIRMWARE),--firmware "$(FIRMWARE)") $(if $(DRY_RUN),--dry-run)
+
+monitor: $(VENV)/.installed  ## Watch the board's console (Ctrl-] quits): make monitor PORT=/dev/ttyUSB0
+	$(PY) -m device.tool monitor --port "$(PORT)"
 
 clean:  ## Remove build output (keeps the venv, node_modules and device keys).
 	rm -rf cdk.out cdk.out.* build .pytest_cache .mypy_cache .ruff_cache

@@ -11,12 +11,33 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from stacks.settings import SettingsError, parse_environment
 from stacks.text_device_stack import TextDeviceStack
+
+# Made by `python -m device.tool keys`: .device-keys/{env}/{thing}/device.csr.pem (git-ignored).
+DEVICE_KEYS = Path(__file__).resolve().parent / ".device-keys"
+CSR_FILE = "device.csr.pem"
+CSR_HEADER = "-----BEGIN CERTIFICATE REQUEST-----"
+
+
+def read_device_csrs(keys_dir: Path, env: str, things: list[str]) -> dict[str, str]:
+    """The PEM CSR of each device that has one. Only the CSR is read: the private key
+    beside it is never part of the template."""
+    csrs: dict[str, str] = {}
+    for thing in things:
+        path = keys_dir / env / thing / CSR_FILE
+        if not path.is_file():
+            continue
+        pem = path.read_text()
+        if CSR_HEADER not in pem:
+            sys.exit(f"{path} is not a PEM certificate signing request: run device.tool keys.")
+        csrs[thing] = pem
+    return csrs
 
 
 def build(app: App) -> TextDeviceStack:
@@ -34,10 +55,12 @@ def build(app: App) -> TextDeviceStack:
     except SettingsError as error:
         sys.exit(str(error))
 
+    keys_dir = Path(app.node.try_get_context("device_keys_dir") or DEVICE_KEYS)
     stack = TextDeviceStack(
         app,
         settings.stack_name,
         settings=settings,
+        device_csrs=read_device_csrs(keys_dir, settings.name, sorted(settings.devices)),
         description=f"Text a device over SMS ({settings.name})",
         # The account is optional: synth never needs one; deploy takes it from credentials.
         env=Environment(

@@ -27,7 +27,13 @@ def synthesize(env: str, outdir: Path, **extra_context: Any) -> tuple[Any, Path]
 
     import app as cdk_app
 
-    context = {**cdk_context(), "env": env, "aws:cdk:bundling-stacks": [], **extra_context}
+    context = {
+        **cdk_context(),
+        "env": env,
+        "aws:cdk:bundling-stacks": [],  # no pip run: tests and the local loop use the sources
+        "aws:cdk:enable-path-metadata": True,  # as `cdk synth` does: resources name their path
+        **extra_context,
+    }
     cdk = App(context=context, outdir=str(outdir))
     stack = cdk_app.build(cdk)
     cdk.synth()

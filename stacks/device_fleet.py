@@ -1,10 +1,12 @@
-"""AWS IoT resources for the devices: thing type, one thing per device, the device policy."""
+"""AWS IoT resources for the devices: thing type, one thing per device, the device policy,
+and a certificate per device that has a CSR (made locally by `python -m device.tool keys`)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
-from aws_cdk import Aws, Stack, aws_iot
+from aws_cdk import Annotations, Aws, Stack, aws_iot
 from constructs import Construct
 
 # IoT policy variable: the thing name of the certificate the connection authenticated with.
@@ -19,6 +21,14 @@ def inbound_topic(prefix: str, thing: str) -> str:
 def outbound_topic(prefix: str, thing: str) -> str:
     """The topic a device publishes its replies on."""
     return f"{prefix}/{thing}/outbound"
+
+
+def certificate_output_name(thing: str) -> str:
+    """Name of the stack output with `thing`'s certificate id: letters and digits only,
+    `dev-reverser` -> `CertificateDevReverser`. `device/tool/cloud.py` reads it by the same
+    rule (a test keeps the two equal; the tool does not import the CDK)."""
+    parts = [p for p in re.split(r"[^A-Za-z0-9]+", thing) if p]
+    return "Certificate" + "".join(p[:1].upper() + p[1:] for p in parts)
 
 
 class DeviceFleet(Construct):
@@ -37,7 +47,11 @@ class DeviceFleet(Construct):
         environment_name: str,
         topic_prefix: str,
         devices: Mapping[str, str],
+        csrs: Mapping[str, str] | None = None,
     ) -> None:
+        """`csrs`: thing name -> PEM certificate signing request, for the devices that have
+        one. Each gets an ACTIVE certificate attached to its thing and to the policy; the
+        others get a synth warning naming the `keys` command."""
         super().__init__(scope, construct_id)
         self.topic_prefix = topic_prefix
         self.thing_type = aws_iot.CfnThingType(
@@ -106,6 +120,45 @@ class DeviceFleet(Construct):
                 ],
             },
         )
+
+        self.certificates: dict[str, aws_iot.CfnCertificate] = {}
+        csrs = csrs or {}
+        names = [certificate_output_name(t) for t in devices]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                "Two thing names differ only in punctuation; their certificate outputs "
+                f"would collide: {sorted(devices)}"
+            )
+        for thing_name, thing in self.things.items():
+            csr = csrs.get(thing_name)
+            if csr is None:
+                Annotations.of(thing).add_warning_v2(
+                    "text-device:no-certificate",
+                    f"Device {thing_name!r} has no certificate yet: run `.venv/bin/python -m "
+                    f"device.tool keys --env {environment_name} --thing {thing_name}` and "
+                    "synthesize or deploy again.",
+                )
+                continue
+            # AWS IoT signs the CSR: the private key never leaves the developer's machine.
+            certificate = aws_iot.CfnCertificate(
+                self,
+                f"Certificate-{thing_name}",
+                status="ACTIVE",
+                certificate_signing_request=csr,
+            )
+            aws_iot.CfnThingPrincipalAttachment(
+                self,
+                f"ThingCertificate-{thing_name}",
+                thing_name=thing.ref,
+                principal=certificate.attr_arn,
+            )
+            aws_iot.CfnPolicyPrincipalAttachment(
+                self,
+                f"PolicyCertificate-{thing_name}",
+                policy_name=self.policy.ref,
+                principal=certificate.attr_arn,
+            )
+            self.certificates[thing_name] = certificate
 
     def inbound_topic_arn_pattern(self) -> str:
         """ARN of every device's inbound topic, for the publisher's IAM policy."""

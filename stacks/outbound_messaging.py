@@ -26,13 +26,22 @@ from stacks.python_function import BundledPythonFunction
 
 LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambdas" / "send"
 RETRY_ATTEMPTS = 2
+LAMBDA_TIMEOUT = Duration.seconds(20)
 DLQ_RETENTION = Duration.days(14)
+
+
+# The contract's fields, listed rather than `*`: with `SELECT *, topic(2) AS thing` a device
+# could put its own "thing" key in the payload and (if it won) send from another device's
+# number. Listed, nothing but these fields and the topic's thing name reach the Lambda.
+OUTBOUND_FIELDS = ("Type", "Id", "To", "Body", "MediaUrl", "Image")
 
 
 def outbound_rule_sql(topic_prefix: str) -> str:
     """Every device's outbound messages, with the publishing thing's name from the topic."""
+    fields = ", ".join(OUTBOUND_FIELDS)
+    topic = outbound_topic(topic_prefix, "+")
     # IoT SQL built from a validated topic level (settings.TOPIC_LEVEL), not user input.
-    return f"SELECT *, topic(2) AS thing FROM '{outbound_topic(topic_prefix, '+')}'"  # noqa: S608
+    return f"SELECT {fields}, topic(2) AS thing FROM '{topic}'"  # noqa: S608
 
 
 class OutboundMessaging(Construct):
@@ -54,6 +63,7 @@ class OutboundMessaging(Construct):
         secret_name: str,
         log_retention: aws_logs.RetentionDays,
         removal_policy: RemovalPolicy,
+        status_callback_url: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -88,25 +98,32 @@ class OutboundMessaging(Construct):
             ),
             removal_policy=removal_policy,
         )
+        environment = {
+            "TOPIC_PREFIX": topic_prefix,
+            "NUMBERS_BY_THING": json.dumps(dict(numbers_by_thing), sort_keys=True),
+            "DESTINATION_ALLOW_LIST": ",".join(destination_allow_list),
+            "TWILIO_SECRET_NAME": secret_name,
+            "IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
+            # A permanent Twilio error is dead-lettered by the handler itself (no retry).
+            "DEAD_LETTER_QUEUE_URL": self.dead_letter_queue.queue_url,
+            "POWERTOOLS_SERVICE_NAME": "send",
+        }
+        if status_callback_url:
+            environment["STATUS_CALLBACK_URL"] = status_callback_url
         self.send = BundledPythonFunction(
             self,
             "Send",
             source_dir=LAMBDA_DIR,
             handler="handler.lambda_handler",
             description="Sends a device's outbound message as SMS/MMS through Twilio",
-            environment={
-                "TOPIC_PREFIX": topic_prefix,
-                "NUMBERS_BY_THING": json.dumps(dict(numbers_by_thing), sort_keys=True),
-                "DESTINATION_ALLOW_LIST": ",".join(destination_allow_list),
-                "TWILIO_SECRET_NAME": secret_name,
-                "IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
-                "POWERTOOLS_SERVICE_NAME": "send",
-            },
+            environment=environment,
             log_retention=log_retention,
             removal_policy=removal_policy,
-            timeout=Duration.seconds(20),
+            # Longer than twice the Twilio client's timeout (connect + read, sender.py).
+            timeout=LAMBDA_TIMEOUT,
         )
         self.function = self.send.function
+        self.dead_letter_queue.grant_send_messages(self.function)
         self.invoke_config = aws_lambda.EventInvokeConfig(
             self,
             "AsyncRetries",

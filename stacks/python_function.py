@@ -31,7 +31,16 @@ ARCHITECTURE = aws_lambda.Architecture.ARM_64
 PIP_PLATFORM = "manylinux2014_aarch64"
 # Files and folders of a Lambda source folder that never belong in its bundle.
 DEFAULT_TIMEOUT = Duration.seconds(10)
-SOURCE_EXCLUDES = ("__pycache__", "*.pyc", "requirements.txt", "bundle-exclude.txt", "tests")
+SOURCE_EXCLUDES = (
+    "__pycache__",
+    "*.pyc",
+    "requirements.txt",
+    "bundle-exclude.txt",
+    "tests",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+)
 
 
 @jsii.implements(ILocalBundling)
@@ -41,7 +50,7 @@ class PipLocalBundling:
     def __init__(self, source_dir: Path) -> None:
         self._source_dir = source_dir
 
-    def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:  # noqa: ARG002
+    def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:
         """Called by jsii with the asset's staging folder; returns True when bundled."""
         out = Path(output_dir)
         requirements = self._source_dir / "requirements.txt"
@@ -83,19 +92,34 @@ def prune_bundle(bundle_dir: Path, exclude_file: Path) -> None:
     """Deletes what the function never imports (glob patterns, one a line, `#` comments).
 
     pip installs a library whole; a Lambda that uses two modules of it should not pay the
-    cold-start and size cost of the rest.
+    cold-start and size cost of the rest. Like .gitignore, a pattern starting with `!`
+    keeps what it matches again, and the last matching line wins:
+
+        twilio/*
+        !twilio/request_validator.py
     """
     if not exclude_file.exists():
         return
+    doomed: set[Path] = set()
     for line in exclude_file.read_text().splitlines():
         pattern = line.split("#", 1)[0].strip()
+        keep = pattern.startswith("!")
+        pattern = pattern.removeprefix("!").strip()
         if not pattern:
             continue
-        for path in sorted(bundle_dir.glob(pattern), reverse=True):
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+        matched = {
+            file
+            for path in bundle_dir.glob(pattern)
+            for file in ([path] if not path.is_dir() else path.rglob("*"))
+            if not file.is_dir()
+        }
+        doomed = doomed - matched if keep else doomed | matched
+    for file in doomed:
+        file.unlink()
+    # Folders left empty (or that only held pruned files) go too, deepest first.
+    for folder in sorted((p for p in bundle_dir.rglob("*") if p.is_dir()), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
 
 
 class BundledPythonFunction(Construct):
@@ -137,7 +161,7 @@ class BundledPythonFunction(Construct):
             description=description,
             code=aws_lambda.Code.from_asset(
                 str(source_dir),
-                exclude=list(SOURCE_EXCLUDES[:2]),
+                exclude=[p for p in SOURCE_EXCLUDES if not p.endswith(".txt")],
                 bundling=BundlingOptions(
                     # Never used: local bundling always succeeds or raises.
                     image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.14"),

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import CfnOutput, RemovalPolicy, Stack, Token, aws_iam, aws_logs
 from constructs import Construct
 
-from stacks.device_fleet import DeviceFleet, inbound_topic, outbound_topic
+from stacks.device_fleet import (
+    DeviceFleet,
+    certificate_output_name,
+    inbound_topic,
+    outbound_topic,
+)
 from stacks.monitoring import Monitoring
 from stacks.nag import acknowledge
 from stacks.outbound_messaging import OutboundMessaging
 from stacks.settings import EnvironmentSettings
+from stacks.status_callback import StatusCallback
+from stacks.twilio_number import TwilioNumberWebhook
 from stacks.twilio_secret import TwilioSecret
 from stacks.webhook_api import WebhookApi
 
@@ -42,8 +50,15 @@ class TextDeviceStack(Stack):
     """Twilio webhook -> IoT -> devices -> IoT rule -> Twilio, for one environment."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, **kwargs: Any
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: EnvironmentSettings,
+        device_csrs: Mapping[str, str] | None = None,
+        **kwargs: Any,
     ) -> None:
+        """`device_csrs`: thing name -> PEM CSR of the devices that have keys (read by app.py)."""
         super().__init__(scope, construct_id, **kwargs)
         removal = RemovalPolicy.RETAIN if settings.retain_data else RemovalPolicy.DESTROY
         retention = RETENTION_BY_DAYS[settings.log_retention_days]
@@ -58,6 +73,7 @@ class TextDeviceStack(Stack):
             environment_name=settings.name,
             topic_prefix=settings.topic_prefix,
             devices=settings.devices,
+            csrs=device_csrs,
         )
         self.webhook = WebhookApi(
             self,
@@ -72,6 +88,19 @@ class TextDeviceStack(Stack):
             throttle_rate_limit=settings.throttle_rate_limit,
             throttle_burst_limit=settings.throttle_burst_limit,
         )
+        # Optional: Twilio reports delivery to POST /status on the webhook's API.
+        self.status_callback = (
+            StatusCallback(
+                self,
+                "StatusCallback",
+                api=self.webhook.api,
+                secret_name=secret_name,
+                log_retention=retention,
+                removal_policy=removal,
+            )
+            if settings.status_callback
+            else None
+        )
         self.outbound = OutboundMessaging(
             self,
             "Outbound",
@@ -81,6 +110,22 @@ class TextDeviceStack(Stack):
             secret_name=secret_name,
             log_retention=retention,
             removal_policy=removal,
+            status_callback_url=self.status_callback.url if self.status_callback else None,
+        )
+        # Optional: point the bound numbers' SMS webhook at this stack on deploy.
+        self.number_webhook = (
+            TwilioNumberWebhook(
+                self,
+                "TwilioNumberWebhook",
+                numbers_by_thing=settings.devices,
+                webhook_url=self.webhook.webhook_url,
+                fallback_url=settings.fallback_url,
+                secret_name=secret_name,
+                log_retention=retention,
+                removal_policy=removal,
+            )
+            if settings.configure_twilio_number
+            else None
         )
         self.monitoring = Monitoring(
             self,
@@ -113,6 +158,10 @@ class TextDeviceStack(Stack):
         send = self.outbound.function
         self.twilio_secret.secret.grant_read(send)
         self.outbound.idempotency_table.grant_read_write_data(send)
+        if self.status_callback is not None:
+            self.twilio_secret.secret.grant_read(self.status_callback.function)
+        if self.number_webhook is not None:
+            self.twilio_secret.secret.grant_read(self.number_webhook.function)
 
         things = sorted(settings.devices)
         prefix = settings.topic_prefix
@@ -142,3 +191,10 @@ class TextDeviceStack(Stack):
         )
         CfnOutput(self, "DevicePolicyName", value=self.fleet.policy.ref)
         CfnOutput(self, "TopicPrefix", value=prefix)
+        for thing, certificate in sorted(self.fleet.certificates.items()):
+            CfnOutput(
+                self,
+                certificate_output_name(thing),
+                value=certificate.ref,
+                description=f"Certificate id of {thing} (python -m device.tool flash reads it)",
+            )

@@ -19,8 +19,15 @@ STAGE_NAME = "v1"
 # The receive Lambda signals a client error by raising with one of these prefixes; the
 # integration responses turn them into HTTP statuses instead of a 502.
 ERROR_STATUSES = {"Forbidden": "403", "BadRequest": "400"}
+# Any other function error (InternalError, a timeout, a crash) must not fall through to the
+# default response, which is the 200: it is a 500, so Twilio tries the fallback URL and the
+# 5xx alarm fires. Anchored and disjoint from the prefixes above (no ambiguous match).
+SERVER_ERROR_PATTERN = r"^(?!Forbidden:|BadRequest:)[\s\S]+"
 XML = "'application/xml'"
 TEXT = "'text/plain'"
+# API Gateway picks a response template by the request's Accept header (Twilio sends */*):
+# the same template under both types makes the choice irrelevant.
+RESPONSE_TYPES = ("application/xml", "application/json")
 
 
 class WebhookApi(Construct):
@@ -129,16 +136,27 @@ class WebhookApi(Construct):
                 aws_apigateway.IntegrationResponse(
                     status_code="200",
                     response_parameters={"method.response.header.Content-Type": XML},
-                    response_templates={"application/xml": "$input.path('$')"},
+                    response_templates=dict.fromkeys(RESPONSE_TYPES, "$input.path('$')"),
                 ),
                 *(
                     aws_apigateway.IntegrationResponse(
                         status_code=status,
                         selection_pattern=f"{prefix}:.*",
                         response_parameters={"method.response.header.Content-Type": TEXT},
-                        response_templates={"application/json": "$input.path('$.errorMessage')"},
+                        response_templates=dict.fromkeys(
+                            RESPONSE_TYPES, "$input.path('$.errorMessage')"
+                        ),
                     )
                     for prefix, status in ERROR_STATUSES.items()
+                ),
+                aws_apigateway.IntegrationResponse(
+                    status_code="500",
+                    selection_pattern=SERVER_ERROR_PATTERN,
+                    response_parameters={"method.response.header.Content-Type": TEXT},
+                    # Never the function's message: it could name internals.
+                    response_templates=dict.fromkeys(
+                        RESPONSE_TYPES, "Internal error (request $context.requestId)"
+                    ),
                 ),
             ],
         )
@@ -152,7 +170,7 @@ class WebhookApi(Construct):
                     status_code=status,
                     response_parameters={"method.response.header.Content-Type": True},
                 )
-                for status in ("200", *ERROR_STATUSES.values())
+                for status in ("200", *ERROR_STATUSES.values(), "500")
             ],
         )
 

@@ -1,61 +1,117 @@
-"""Receive Lambda: Twilio webhook (via API Gateway's request template) -> device's topic.
+"""Receive Lambda: Twilio's webhook (through API Gateway's request template) -> the device.
 
-Minimal first version: verifies the signature and publishes; the inbound issue completes it
-(idempotency, body limit, media, structured logs).
+Thin: decoding, signature, validation and the decision live in `webhook` (pure logic); the
+token cache and the once-only publish in `adapters`. Errors reach API Gateway as the
+exception message: `Forbidden: ...` -> 403, `BadRequest: ...` -> 400, anything else
+(`InternalError: ...`, timeouts) -> 500, so Twilio tries the fallback URL and the 5xx alarm
+fires. Logs are JSON with the request ids; phone numbers are masked, bodies never logged.
 """
 
 from __future__ import annotations
 
-import base64
-import json
+import functools
 import os
-import urllib.parse
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from twilio.request_validator import RequestValidator
+from adapters import InboundPublisher, SecretTokenSource
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from webhook import (
+    BadRequest,
+    ConfigurationError,
+    Publish,
+    ReceiveConfig,
+    TooLong,
+    Unbound,
+    WebhookError,
+    authenticate,
+    decide,
+    mask_number,
+    parse_event,
+)
 
-TOPIC_PREFIX = os.environ.get("TOPIC_PREFIX", "sms")
-THINGS_BY_NUMBER: dict[str, str] = json.loads(os.environ.get("THINGS_BY_NUMBER", "{}"))
-EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
-
-_secrets = boto3.client("secretsmanager")
-_iot_data = boto3.client("iot-data")
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "receive"))
 
 
-def _b64(event: dict[str, Any], key: str) -> str:
-    return base64.b64decode(event.get(key, "")).decode("utf-8")
+class InternalError(Exception):
+    """Anything that is not the caller's fault; its message never carries message data."""
 
 
-def lambda_handler(event: dict[str, Any], _context: object) -> str:
-    """Returns TwiML; raises `Forbidden:`/`BadRequest:` errors that API Gateway maps."""
-    try:
-        form = urllib.parse.parse_qsl(
-            _b64(event, "body"), keep_blank_values=True, strict_parsing=True
-        )
-    except (ValueError, UnicodeDecodeError) as error:
-        raise RuntimeError("BadRequest: the body is not a valid form") from error
-    params = dict(form)
-    url = "https://" + _b64(event, "domain") + _b64(event, "path")
-    token = json.loads(
-        _secrets.get_secret_value(SecretId=os.environ["TWILIO_SECRET_NAME"])["SecretString"]
-    )["auth_token"]
-    if not RequestValidator(token).validate(url, params, _b64(event, "signature")):
-        raise RuntimeError("Forbidden: invalid X-Twilio-Signature")
-    thing = THINGS_BY_NUMBER.get(params.get("To", ""))
-    if thing is None:
-        return EMPTY_TWIML
-    message = {
-        "Type": "Incoming",
-        "Id": params.get("MessageSid", ""),
-        "From": params.get("From", ""),
-        "To": params.get("To", ""),
-        "Body": params.get("Body", ""),
-        "Media": [],
-    }
-    _iot_data.publish(
-        topic=f"{TOPIC_PREFIX}/{thing}/inbound",
-        qos=1,
-        payload=json.dumps(message, ensure_ascii=False).encode("utf-8"),
+@dataclass(frozen=True)
+class Receiver:
+    """One container's configuration and clients, built once and reused while warm."""
+
+    config: ReceiveConfig
+    tokens: SecretTokenSource
+    publisher: InboundPublisher
+
+    def handle(self, event: Any, context: LambdaContext) -> str:
+        """Returns the TwiML to answer; raises WebhookError for a 403/400."""
+        request = parse_event(event)
+        logger.append_keys(api_request_id=request.api_request_id)
+        authenticate(request, self.tokens)
+        decision = decide(request.form, self.config)
+        if isinstance(decision, Unbound):
+            logger.info("No device is bound to the number texted", to=mask_number(decision.to))
+        elif isinstance(decision, TooLong):
+            logger.info(
+                "Body over the limit: the sender is told, nothing published",
+                thing=decision.thing,
+                message_sid=decision.message_sid,
+                body_length=decision.length,
+                body_limit=decision.limit,
+            )
+        elif isinstance(decision, Publish):
+            published = self.publisher.publish(decision, context)
+            message = decision.message
+            logger.info(
+                "Published" if published else "Repeated delivery: already published",
+                thing=decision.thing,
+                topic=decision.topic,
+                message_sid=message["Id"],
+                sender=mask_number(message["From"]),
+                body_length=len(message["Body"]),
+                media=len(message["Media"]),
+            )
+        twiml: str = decision.twiml
+        return twiml
+
+
+@functools.cache
+def receiver() -> Receiver:
+    """Builds the Receiver from the environment on first use (cleared by tests)."""
+    environ = os.environ
+    return Receiver(
+        config=ReceiveConfig.from_environ(environ),
+        tokens=SecretTokenSource(
+            SecretsProvider(boto3_client=boto3.client("secretsmanager")),
+            environ["TWILIO_SECRET_NAME"],
+        ),
+        publisher=InboundPublisher(
+            boto3.client("iot-data"),
+            DynamoDBPersistenceLayer(
+                table_name=environ["IDEMPOTENCY_TABLE"], boto3_client=boto3.client("dynamodb")
+            ),
+        ),
     )
-    return EMPTY_TWIML
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: Any, context: LambdaContext) -> str:
+    """API Gateway (non-proxy) entry point: returns TwiML or raises a prefixed error."""
+    try:
+        return receiver().handle(event, context)
+    except WebhookError as error:
+        status = 400 if isinstance(error, BadRequest) else 403
+        logger.warning("Request rejected", status=status, reason=error.reason)
+        raise
+    except ConfigurationError as error:
+        logger.error(str(error))
+        raise InternalError("InternalError: the receiver is misconfigured; see its logs") from None
+    except Exception:
+        logger.exception("Unexpected failure: the message was not delivered")
+        raise InternalError("InternalError: the message could not be delivered") from None

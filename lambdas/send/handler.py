@@ -1,31 +1,39 @@
 """Send Lambda: a device's outbound message (via the IoT topic rule) -> Twilio Messages API.
 
-Minimal first version: sends from the number bound to the publishing thing; the outbound
-issue completes it (validation, idempotency, retries and dead-lettering, status callback).
+Thin: the rules are in outbound.py (pure), the I/O in sender.py. The runtime is built on
+the first invocation and kept for the warm ones (secret cache, Twilio client, boto3).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
-import boto3
-from twilio.rest import Client
+from aws_lambda_powertools import Logger
+from sender import SendRuntime
 
-NUMBERS_BY_THING: dict[str, str] = json.loads(os.environ.get("NUMBERS_BY_THING", "{}"))
+# Same service name as sender.py's logger: Powertools loggers of one service share state.
+logger = Logger(service="send")
 
-_secrets = boto3.client("secretsmanager")
+_runtime: SendRuntime | None = None
 
 
-def lambda_handler(event: dict[str, Any], _context: object) -> dict[str, str]:
-    """Sends one message; returns Twilio's message SID."""
-    thing = event["thing"]
-    credentials = json.loads(
-        _secrets.get_secret_value(SecretId=os.environ["TWILIO_SECRET_NAME"])["SecretString"]
-    )
-    client = Client(credentials["account_sid"], credentials["auth_token"])
-    message = client.messages.create(
-        from_=NUMBERS_BY_THING[thing], to=event["To"], body=event.get("Body", "")
-    )
-    return {"sid": str(message.sid)}
+def runtime() -> SendRuntime:
+    """This container's SendRuntime, built from the environment on first use."""
+    global _runtime  # one runtime per container, on purpose
+    if _runtime is None:
+        _runtime = SendRuntime.from_environment(os.environ)
+    return _runtime
+
+
+def use_runtime(replacement: SendRuntime | None) -> None:
+    """Installs another runtime (the offline demo's Prism transport); None rebuilds."""
+    global _runtime
+    _runtime = replacement
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Sends one device message; raises only when Lambda should retry the event."""
+    result: dict[str, Any] = runtime().handle(event, context)
+    return result

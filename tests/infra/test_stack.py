@@ -95,7 +95,7 @@ def test_outbound_rule_selects_every_device_with_its_thing_name(synth: Synthesiz
         "AWS::IoT::TopicRule",
         {
             "TopicRulePayload": {
-                "Sql": "SELECT *, topic(2) AS thing FROM 'sms/+/outbound'",
+                "Sql": "SELECT Type, Id, To, Body, MediaUrl, Image, topic(2) AS thing FROM 'sms/+/outbound'",
                 "AwsIotSqlVersion": "2016-03-23",
                 "RuleDisabled": False,
                 "Actions": [{"Lambda": {"FunctionArn": Match.any_value()}}],
@@ -108,24 +108,42 @@ def test_outbound_rule_selects_every_device_with_its_thing_name(synth: Synthesiz
 # -- Webhook API ----------------------------------------------------------------------------
 
 
+def message_method(synth: Synthesized) -> dict[str, Any]:
+    """The `POST /message` method (prod also has `POST /status`)."""
+    api_resources = resources(synth, "AWS::ApiGateway::Resource")
+    message_id = next(
+        k for k, r in api_resources.items() if r["Properties"]["PathPart"] == "message"
+    )
+    methods = [
+        m["Properties"]
+        for m in resources(synth, "AWS::ApiGateway::Method").values()
+        if m["Properties"]["ResourceId"] == {"Ref": message_id}
+    ]
+    assert len(methods) == 1
+    return methods[0]
+
+
 def test_webhook_is_a_non_proxy_post_with_a_form_template(synth: Synthesized) -> None:
-    method = only(synth, "AWS::ApiGateway::Method")["Properties"]
+    method = message_method(synth)
     assert method["HttpMethod"] == "POST"
     integration = method["Integration"]
     assert integration["Type"] == "AWS"  # non-proxy Lambda integration
     assert integration["PassthroughBehavior"] == "NEVER"
     template = integration["RequestTemplates"]["application/x-www-form-urlencoded"]
-    assert "$util.base64Encode($input.body)" in template
+    assert "#set($body = $input.body)" in template
+    assert "$util.base64Encode($body)" in template
     assert "X-Twilio-Signature" in template
     assert method["RequestParameters"] == {"method.request.header.X-Twilio-Signature": False}
     statuses = {r["StatusCode"]: r for r in integration["IntegrationResponses"]}
-    assert set(statuses) == {"200", "400", "403"}
+    assert set(statuses) == {"200", "400", "403", "500"}
     assert statuses["200"]["ResponseParameters"] == {
         "method.response.header.Content-Type": "'application/xml'"
     }
     assert "SelectionPattern" not in statuses["200"]
     assert statuses["403"]["SelectionPattern"] == "Forbidden:.*"
     assert statuses["400"]["SelectionPattern"] == "BadRequest:.*"
+    # Every other function error is a 500, never the default 200.
+    assert statuses["500"]["SelectionPattern"] == r"^(?!Forbidden:|BadRequest:)[\s\S]+"
 
 
 def test_wrong_content_type_is_answered_400(synth: Synthesized) -> None:

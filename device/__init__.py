@@ -1,0 +1,1 @@
+"""The device: MicroPython firmware (`device/board/`) and the host tool that flashes it."""

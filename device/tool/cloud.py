@@ -1,0 +1,135 @@
+"""What the board needs from AWS: the stack's outputs, the ATS endpoint, the certificate.
+
+Read-only calls (CloudFormation DescribeStacks, IoT DescribeEndpoint and
+DescribeCertificate); every failure becomes a `ToolError` that names the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    TokenRetrievalError,
+)
+
+from device.tool.errors import NoAwsCredentials, NoCertificate, StackNotDeployed, ToolError
+
+REJECTED_CREDENTIALS = frozenset(
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+        "AccessDeniedException",
+    }
+)
+NOT_DEPLOYED_STATUSES = frozenset({"ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_COMPLETE"})
+
+
+def certificate_output_name(thing: str) -> str:
+    """Name of the stack output holding `thing`'s certificate id.
+
+    Output names allow letters and digits only: `dev-reverser` -> `CertificateDevReverser`.
+    The stack uses the same rule (`stacks/device_fleet.py`; a test keeps the two equal).
+    """
+    parts = [p for p in re.split(r"[^A-Za-z0-9]+", thing) if p]
+    return "Certificate" + "".join(p[:1].upper() + p[1:] for p in parts)
+
+
+@dataclass(frozen=True)
+class CloudDevice:
+    """One device's view of its deployed environment."""
+
+    endpoint: str
+    certificate_id: str
+    certificate_pem: str
+    topic_prefix: str
+
+
+def _credentials_error(error: Exception) -> NoAwsCredentials:
+    return NoAwsCredentials(
+        f"No usable AWS credentials ({error}). Configure them (`aws configure`, "
+        "`AWS_PROFILE=...` or `aws sso login`) for the account the stack is deployed in."
+    )
+
+
+def _call(method: Any, **kwargs: Any) -> dict[str, Any]:
+    """Calls one boto3 method, turning credential problems into `NoAwsCredentials`."""
+    try:
+        result: dict[str, Any] = method(**kwargs)
+    except (NoCredentialsError, PartialCredentialsError, TokenRetrievalError) as error:
+        raise _credentials_error(error) from None
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in REJECTED_CREDENTIALS:
+            raise _credentials_error(error) from None
+        raise
+    except NoRegionError as error:  # the region always comes from cdk.json; belt and braces
+        raise ToolError(str(error)) from None
+    return result
+
+
+def fetch_device(
+    *, env: str, stack_name: str, region: str, thing: str, session: boto3.Session | None = None
+) -> CloudDevice:
+    """Reads what `thing` needs from the deployed stack of `env` in `region`."""
+    session = session or boto3.Session(region_name=region)
+    cloudformation = session.client("cloudformation", region_name=region)
+    iot = session.client("iot", region_name=region)
+    deploy = f"make deploy ENV={env}"
+    try:
+        try:
+            stacks = _call(cloudformation.describe_stacks, StackName=stack_name)["Stacks"]
+        except ClientError as error:
+            if "does not exist" in str(error):
+                raise StackNotDeployed(
+                    f"Stack {stack_name} is not deployed in {region}: run `{deploy}` first."
+                ) from None
+            raise
+        stack = stacks[0]
+        status = stack.get("StackStatus", "")
+        if status in NOT_DEPLOYED_STATUSES or status.endswith("_IN_PROGRESS"):
+            raise StackNotDeployed(
+                f"Stack {stack_name} in {region} is {status}: run `{deploy}` and wait for it."
+            )
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        things = outputs.get("ThingNames", "").split(",")
+        if thing not in things:
+            raise StackNotDeployed(
+                f"Thing {thing!r} is not in the deployed stack {stack_name} (it has "
+                f"{outputs.get('ThingNames', 'none')}): run `{deploy}` after adding it."
+            )
+        certificate_id = outputs.get(certificate_output_name(thing))
+        if not certificate_id:
+            raise NoCertificate(
+                f"Device {thing!r} has no certificate in {stack_name}: run "
+                f"`.venv/bin/python -m device.tool keys --env {env} --thing {thing}`, "
+                f"then `{deploy}`."
+            )
+        description = _call(iot.describe_certificate, certificateId=certificate_id)
+        certificate = description["certificateDescription"]
+        if certificate.get("status") != "ACTIVE":
+            raise NoCertificate(
+                f"The certificate of {thing!r} is {certificate.get('status')}, not ACTIVE: "
+                f"run `{deploy}`."
+            )
+        endpoint = _call(iot.describe_endpoint, endpointType="iot:Data-ATS")["endpointAddress"]
+    except ClientError as error:
+        raise ToolError(f"AWS refused a read of {stack_name} in {region}: {error}") from None
+    except BotoCoreError as error:
+        raise ToolError(f"Could not reach AWS in {region}: {error}") from None
+    return CloudDevice(
+        endpoint=endpoint,
+        certificate_id=certificate_id,
+        certificate_pem=certificate["certificatePem"],
+        topic_prefix=outputs.get("TopicPrefix", "sms"),
+    )

@@ -1,0 +1,236 @@
+"""Pure logic of the send Lambda: validate a device's outbound message, classify failures.
+
+No I/O here (no AWS, no Twilio calls), so every rule is unit-tested without mocks. The
+message contract is in DESIGN.md:
+
+    {"Type": "Outgoing", "Id": "device-unique-id", "To": "+15551234567", "Body": "text",
+     "MediaUrl": "https://..."}
+
+plus `thing`, which the topic rule adds from the topic (`sms/{thing}/outbound`), so the
+sender number is the one bound to the publishing device, never one the device names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+# A device's message Id: printable ASCII without spaces, bounded (it becomes a table key).
+MESSAGE_ID = re.compile(r"^[!-~]{1,128}$")
+MAX_BODY_CHARACTERS = 1600  # Twilio's limit for one message (it splits into segments)
+MAX_MEDIA = 10  # Twilio's limit of media per MMS
+MAX_URL_LENGTH = 2048
+MESSAGE_TYPE = "Outgoing"
+
+
+class Reason(StrEnum):
+    """Why a message was rejected before reaching Twilio: one specific log line each."""
+
+    NOT_AN_OBJECT = "not-an-object"
+    UNKNOWN_THING = "unknown-thing"
+    WRONG_TYPE = "wrong-type"
+    INVALID_ID = "invalid-id"
+    INVALID_TO = "invalid-to"
+    TO_NOT_ALLOWED = "to-not-allowed"
+    FROM_NOT_ALLOWED = "from-not-allowed"
+    INVALID_BODY = "invalid-body"
+    BODY_TOO_LONG = "body-too-long"
+    EMPTY_MESSAGE = "empty-message"
+    INVALID_MEDIA_URL = "invalid-media-url"
+    TOO_MANY_MEDIA = "too-many-media"
+    MEDIA_ALIAS_CONFLICT = "media-alias-conflict"
+    ID_REUSED = "id-reused"
+
+
+class Rejected(ValueError):
+    """The message breaks the contract or the environment's rules: never sent, never retried."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class Failure(StrEnum):
+    """How a failed Twilio call is handled."""
+
+    TRANSIENT = "transient"
+    """5xx, 429, timeout, connection error: raise, so Lambda retries the invocation."""
+    PERMANENT = "permanent"
+    """Any other 4xx (21211 invalid number...): dead-letter now, never retry."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SendSettings:
+    """The environment's rules for outbound messages (from the Lambda's variables)."""
+
+    numbers_by_thing: Mapping[str, str]
+    destination_allow_list: frozenset[str] = frozenset()
+    """If not empty, the only numbers a device may text."""
+    status_callback_url: str | None = None
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> SendSettings:
+        """Reads NUMBERS_BY_THING (JSON), DESTINATION_ALLOW_LIST (comma-separated) and
+        STATUS_CALLBACK_URL (optional)."""
+        numbers = json.loads(environ.get("NUMBERS_BY_THING") or "{}")
+        if not isinstance(numbers, dict):
+            raise ValueError("NUMBERS_BY_THING must be a JSON object")
+        allow = environ.get("DESTINATION_ALLOW_LIST", "")
+        return cls(
+            numbers_by_thing={str(k): str(v) for k, v in numbers.items()},
+            destination_allow_list=frozenset(n.strip() for n in allow.split(",") if n.strip()),
+            status_callback_url=environ.get("STATUS_CALLBACK_URL") or None,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutboundMessage:
+    """A validated message, ready for Twilio's Messages API."""
+
+    thing: str
+    id: str
+    from_: str
+    to: str
+    body: str
+    media_urls: tuple[str, ...] = field(default=())
+
+    @property
+    def idempotency_key(self) -> str:
+        """Unique per device and message: two devices reusing an Id never collide."""
+        return f"{self.thing}#{self.id}"
+
+    def as_record(self) -> dict[str, Any]:
+        """The fields that define this message (what a retried delivery must repeat)."""
+        return {
+            "key": self.idempotency_key,
+            "from": self.from_,
+            "to": self.to,
+            "body": self.body,
+            "media": list(self.media_urls),
+        }
+
+
+def _media_urls(event: Mapping[str, Any]) -> tuple[str, ...]:
+    media = event.get("MediaUrl")
+    alias = event.get("Image")  # the classic tutorial's name for it
+    if media is not None and alias is not None and media != alias:
+        raise Rejected(Reason.MEDIA_ALIAS_CONFLICT, "MediaUrl and Image differ; send one")
+    value = media if media is not None else alias
+    if value is None or value == "" or value == []:
+        return ()
+    urls = [value] if isinstance(value, str) else value
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        raise Rejected(Reason.INVALID_MEDIA_URL, "MediaUrl must be a URL or a list of URLs")
+    if len(urls) > MAX_MEDIA:
+        raise Rejected(Reason.TOO_MANY_MEDIA, f"{len(urls)} media, at most {MAX_MEDIA}")
+    for url in urls:
+        if not is_https_url(url):
+            raise Rejected(Reason.INVALID_MEDIA_URL, "every MediaUrl must be an https:// URL")
+    return tuple(urls)
+
+
+def is_https_url(url: str) -> bool:
+    """True for an absolute https URL with a host and no whitespace or control characters."""
+    if len(url) > MAX_URL_LENGTH or any(c.isspace() or ord(c) < 0x20 for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        return False
+    return parts.scheme == "https" and bool(parts.hostname) and port_ok
+
+
+def parse_message(event: Any, settings: SendSettings) -> OutboundMessage:
+    """Validates the topic rule's event; raises Rejected with a specific reason."""
+    if not isinstance(event, Mapping):
+        raise Rejected(Reason.NOT_AN_OBJECT, "the payload is not a JSON object")
+    thing = event.get("thing")
+    sender = settings.numbers_by_thing.get(thing) if isinstance(thing, str) else None
+    if sender is None or not isinstance(thing, str):
+        raise Rejected(Reason.UNKNOWN_THING, "no number is bound to the publishing thing")
+    kind = event.get("Type", MESSAGE_TYPE)
+    if kind != MESSAGE_TYPE:
+        raise Rejected(Reason.WRONG_TYPE, f"Type must be {MESSAGE_TYPE!r}")
+    message_id = event.get("Id")
+    if not isinstance(message_id, str) or not MESSAGE_ID.match(message_id):
+        raise Rejected(Reason.INVALID_ID, "Id must be 1-128 printable ASCII characters")
+    to = event.get("To")
+    if not isinstance(to, str) or not E164.match(to):
+        raise Rejected(Reason.INVALID_TO, "To must be an E.164 number (+ and 7-15 digits)")
+    if settings.destination_allow_list and to not in settings.destination_allow_list:
+        raise Rejected(Reason.TO_NOT_ALLOWED, "To is not in this environment's allow-list")
+    claimed_from = event.get("From")
+    if claimed_from is not None and claimed_from != sender:
+        raise Rejected(Reason.FROM_NOT_ALLOWED, "From is set by the cloud, not the device")
+    body = event.get("Body", "")
+    if not isinstance(body, str):
+        raise Rejected(Reason.INVALID_BODY, "Body must be a string")
+    if len(body) > MAX_BODY_CHARACTERS:
+        raise Rejected(
+            Reason.BODY_TOO_LONG, f"Body has {len(body)} characters, at most {MAX_BODY_CHARACTERS}"
+        )
+    media = _media_urls(event)
+    if not body and not media:
+        raise Rejected(Reason.EMPTY_MESSAGE, "a message needs a Body or a MediaUrl")
+    return OutboundMessage(
+        thing=thing, id=message_id, from_=sender, to=to, body=body, media_urls=media
+    )
+
+
+def classify_status(status: int) -> Failure:
+    """Twilio answered `status`: retry on 5xx and 429 (rate limit), give up on other 4xx."""
+    if status >= 500 or status == 429:
+        return Failure.TRANSIENT
+    return Failure.PERMANENT
+
+
+def dead_letter_record(
+    event: Any,
+    *,
+    condition: str,
+    request_id: str,
+    function_arn: str,
+    error: Mapping[str, Any],
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """A dead-letter message shaped like Lambda's own on-failure record.
+
+    The queue then holds one format whichever path put the event there (Lambda after its
+    retries, or the handler on a permanent Twilio error), and one redrive tool reads both.
+    """
+    timestamp = (now or datetime.now(UTC)).isoformat(timespec="milliseconds")
+    return {
+        "version": "1.0",
+        "timestamp": timestamp.replace("+00:00", "Z"),
+        "requestContext": {
+            "requestId": request_id,
+            "functionArn": function_arn,
+            "condition": condition,
+            "approximateInvokeCount": 1,
+        },
+        "requestPayload": event,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST"},
+        "responsePayload": dict(error),
+    }
+
+
+def credentials_from_secret(secret: Any) -> tuple[str, str]:
+    """(account_sid, auth_token) from the secret's JSON; ValueError while still unset."""
+    if not isinstance(secret, Mapping):
+        raise ValueError("the Twilio secret must be a JSON object")
+    sid, token = secret.get("account_sid"), secret.get("auth_token")
+    if not isinstance(sid, str) or not sid or not isinstance(token, str) or not token:
+        raise ValueError(
+            "the Twilio secret has no account_sid/auth_token yet: put them with "
+            "`aws secretsmanager put-secret-value` (see README)"
+        )
+    return sid, token

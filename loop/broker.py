@@ -1,0 +1,128 @@
+"""A real MQTT broker (Debian's mosquitto) on loopback, with mutual TLS like AWS IoT Core.
+
+Clients authenticate with certificates from `LocalCA`; the certificate's common name is the
+MQTT user name, and an ACL gives each device the same topics the IoT policy gives it:
+read its own inbound topic, write its own outbound and shadow topics. The cloud side (the
+IoT data stand-in and the rules-engine router) connects as user `cloud`.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+from loop.certs import Identity, LocalCA
+
+CLOUD_USER = "cloud"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def mosquitto_binary() -> str:
+    """Path of the mosquitto executable, or a clear error saying how to install it."""
+    found = shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()),
+        None,
+    )
+    if found is None:
+        raise RuntimeError("mosquitto not found: install it with `sudo apt-get install mosquitto`")
+    return found
+
+
+class Broker:
+    """Runs mosquitto with TLS client authentication and per-device ACLs until closed."""
+
+    def __init__(self, directory: Path, topic_prefix: str = "sms") -> None:
+        self.directory = directory
+        self.ca = LocalCA(directory / "pki")
+        self.port = free_port()
+        self.topic_prefix = topic_prefix
+        server = self.ca.issue("localhost", server=True)
+        acl = directory / "acl"
+        acl.write_text(
+            f"user {CLOUD_USER}\ntopic readwrite #\n\n"
+            f"pattern read {topic_prefix}/%u/inbound\n"
+            f"pattern write {topic_prefix}/%u/outbound\n"
+            "pattern write $aws/things/%u/shadow/update\n"
+        )
+        config = directory / "mosquitto.conf"
+        # Run as ourselves: as root mosquitto drops to user `mosquitto`, which cannot read
+        # certificates in a private temporary folder.
+        user = pwd.getpwuid(os.getuid()).pw_name
+        config.write_text(
+            "\n".join(
+                [
+                    f"user {user}",
+                    "per_listener_settings true",
+                    "persistence false",
+                    "log_dest stderr",
+                    "log_type error",
+                    "log_type warning",
+                    "max_queued_messages 10000",
+                    f"listener {self.port} 127.0.0.1",
+                    f"cafile {self.ca.cert_path}",
+                    f"certfile {server.cert}",
+                    f"keyfile {server.key}",
+                    "require_certificate true",
+                    "use_identity_as_username true",
+                    f"acl_file {acl}",
+                    "",
+                ]
+            )
+        )
+        self._log = (directory / "mosquitto.log").open("wb")
+        self._process = subprocess.Popen(
+            [mosquitto_binary(), "-c", str(config)], stdout=self._log, stderr=subprocess.STDOUT
+        )
+        self._wait_until_listening()
+
+    def _wait_until_listening(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                log = (self.directory / "mosquitto.log").read_text(errors="replace")
+                raise RuntimeError(f"mosquitto exited: {log[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"mosquitto did not listen on port {self.port} within {timeout} s")
+
+    def identity(self, user: str) -> Identity:
+        """A client certificate whose common name (MQTT user) is `user`."""
+        return self.ca.issue(user)
+
+    def close(self) -> None:
+        """Stops the broker and waits for it."""
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._log.close()
+
+    def __enter__(self) -> Broker:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,26 @@
+"""Worker setup for the send Lambda in the local loop: its Twilio client talks to the mock.
+
+Production code is unchanged: the handler's runtime is rebuilt from the same environment,
+only with a transport that sends Twilio's requests to `LOCAL_TWILIO_URL` (Prism behind the
+fault proxy) instead of api.twilio.com.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+from loop.prism import LoopbackHttpClient
+
+
+def install(handler_module: ModuleType) -> None:
+    """Called by `loop.lambda_worker` with the send Lambda's `handler` module."""
+    from sender import SendRuntime  # the send Lambda's own module, on the worker's path
+
+    base_url = os.environ["LOCAL_TWILIO_URL"]
+    handler_module.use_runtime(
+        SendRuntime.from_environment(
+            os.environ,
+            http_client_factory=lambda timeout: LoopbackHttpClient(base_url, timeout=timeout),
+        )
+    )

@@ -1,0 +1,397 @@
+"""Prism: a mock of Twilio's REST API, validated against Twilio's own OpenAPI contract.
+
+Tests, benchmarks and the offline demo run the Lambdas' real twilio code against it:
+
+    with PrismServer() as prism:
+        client = twilio_client(prism.url)
+        client.messages.create(to="+15551234567", from_="+15557654321", body="hi")
+
+Every request is checked by Prism against `shared/twilio-oai/twilio_api_v2010.json`
+(paths, parameters, types, basic auth); a request Twilio would refuse gets a 4xx here too.
+Prism is started from its own binary (`node_modules/.bin/prism`), never through `npx`:
+stopping `npx` leaves the server running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+from urllib.parse import urlsplit, urlunsplit
+
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+ROOT = Path(__file__).resolve().parent.parent
+PRISM_BIN = ROOT / "node_modules" / ".bin" / "prism"
+# shared/ sits beside the repository, in a developer's tree and in CI alike.
+TWILIO_SPEC = ROOT.parent / "shared" / "twilio-oai" / "twilio_api_v2010.json"
+# Prism checks the path parameters' patterns, so test credentials must look real.
+TEST_ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+TEST_AUTH_TOKEN = "test-auth-token"  # noqa: S105 - a fake, only ever sent to loopback
+DEFAULT_STARTUP_TIMEOUT = 60.0
+
+
+class PrismError(RuntimeError):
+    """Prism could not be started (missing binary or spec, exited early, never listened)."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class PrismServer:
+    """One `prism mock` process on loopback; a context manager that always stops it."""
+
+    def __init__(
+        self,
+        spec: Path = TWILIO_SPEC,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+    ) -> None:
+        self.spec = spec
+        self.host = host
+        self.port = port or free_port(host)
+        self.startup_timeout = startup_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL to send Twilio API requests to, e.g. `http://127.0.0.1:41234`."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Self:
+        """Starts Prism and returns once it accepts connections (raises PrismError if not)."""
+        if self._process is not None:
+            return self
+        if not PRISM_BIN.exists():
+            raise PrismError(f"{PRISM_BIN} is missing: run `npm ci` (or `make deps`)")
+        if not self.spec.exists():
+            raise PrismError(f"Twilio's OpenAPI spec is missing: {self.spec}")
+        # Prism logs every request; a file never fills up like an unread pipe would.
+        self._log = tempfile.TemporaryFile(prefix="prism-")  # noqa: SIM115 - closed in stop()
+        env = {**os.environ, "NO_COLOR": "1", "FORCE_COLOR": "0"}
+        self._process = subprocess.Popen(
+            [str(PRISM_BIN), "mock", str(self.spec), "--host", self.host, "--port", str(self.port)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+        )
+        try:
+            self._wait_until_listening()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_listening(self) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise PrismError(
+                    f"prism exited with {self._process.returncode}:\n{self.log_tail()}"
+                )
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), timeout=0.5),
+            ):
+                return
+            time.sleep(0.1)
+        raise PrismError(
+            f"prism did not listen within {self.startup_timeout} s:\n{self.log_tail()}"
+        )
+
+    def log_tail(self, max_bytes: int = 4000) -> str:
+        """The end of Prism's log, to explain a failure."""
+        if self._log is None:
+            return ""
+        self._log.flush()
+        self._log.seek(0, os.SEEK_END)
+        size = self._log.tell()
+        self._log.seek(max(0, size - max_bytes))
+        return self._log.read().decode("utf-8", errors="replace")
+
+    def stop(self) -> None:
+        """Stops Prism (terminate, then kill after 5 s); safe to call twice."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def bracket_form_arrays(data: dict[str, object] | None) -> dict[str, object] | None:
+    """Renames list-valued form fields `MediaUrl` to `MediaUrl[]`.
+
+    The twilio library sends an array as repeated keys (`MediaUrl=a&MediaUrl=b`), which
+    Twilio accepts; Prism parses form arrays only in bracket style and answers 422
+    otherwise. Only the transport used against Prism does this, never production code.
+    """
+    if not data:
+        return data
+    return {f"{key}[]" if isinstance(value, list) else key: value for key, value in data.items()}
+
+
+class LoopbackHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio is untyped
+    """A TwilioHttpClient that sends every request to `base_url` (Prism or a proxy of it).
+
+    The scheme and host of Twilio's URLs (`https://api.twilio.com/...`) are replaced, the
+    path and query are kept, and form arrays are written the way Prism reads them.
+    """
+
+    def __init__(self, base_url: str, *, timeout: float | None = 5.0) -> None:
+        super().__init__(timeout=timeout)
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"not an http(s) base URL: {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self._scheme, self._netloc = parts.scheme, parts.netloc
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        """Sends the request to the loopback server instead of Twilio."""
+        parts = urlsplit(url)
+        local = urlunsplit((self._scheme, self._netloc, parts.path, parts.query, ""))
+        return super().request(
+            method,
+            local,
+            params=params,
+            data=bracket_form_arrays(data),
+            headers=headers,
+            auth=auth,
+            timeout=timeout,
+            allow_redirects=allow_redirects,
+        )
+
+
+def twilio_client(
+    base_url: str,
+    *,
+    account_sid: str = TEST_ACCOUNT_SID,
+    auth_token: str = TEST_AUTH_TOKEN,
+    timeout: float | None = 5.0,
+) -> Client:
+    """A twilio `Client` whose every request goes to `base_url` (see LoopbackHttpClient)."""
+    return Client(
+        account_sid, auth_token, http_client=LoopbackHttpClient(base_url, timeout=timeout)
+    )
+
+
+# -- Fault injection ------------------------------------------------------------------------
+
+# Twilio's error bodies (https://www.twilio.com/docs/api/errors), as its API returns them.
+TWILIO_ERRORS: dict[str, tuple[int, dict[str, object]]] = {
+    "500": (500, {"code": 20500, "message": "Internal Server Error", "status": 500}),
+    "503": (503, {"code": 20503, "message": "Service Unavailable", "status": 503}),
+    "429": (429, {"code": 20429, "message": "Too Many Requests", "status": 429}),
+    "21211": (
+        400,
+        {
+            "code": 21211,
+            "message": "The 'To' number is not a valid phone number.",
+            "more_info": "https://www.twilio.com/docs/errors/21211",
+            "status": 400,
+        },
+    ),
+}
+HANG = "hang"
+"""Fault: never answer in time, and Twilio never got the message (the client times out)."""
+LOST_REPLY = "lost-reply"
+"""Fault: Twilio accepted the message but the answer is lost (the client times out)."""
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request the proxy saw: what Prism answered and what the client got."""
+
+    method: str
+    path: str
+    prism_status: int
+    fault: str | None
+    client_status: int | None
+    """None when the client got no answer (hang, lost reply)."""
+    body: str = ""
+    """The request's body (a form, for Twilio's API)."""
+
+    @property
+    def accepted_message(self) -> bool:
+        """Twilio would have queued an SMS: a valid Messages create Twilio did not refuse."""
+        creates = self.method == "POST" and self.path.endswith("/Messages.json")
+        return creates and self.prism_status == 201 and self.fault in (None, LOST_REPLY)
+
+
+class FaultProxy:
+    """An HTTP proxy on loopback in front of Prism that injects Twilio's failures.
+
+    Every request is forwarded to Prism first, so it is still validated against Twilio's
+    contract (a 4xx from Prism is passed through, never masked); then, for requests whose
+    path ends with one of `paths`, the next planned fault replaces Prism's answer.
+    Faults: a key of TWILIO_ERRORS, HANG, LOST_REPLY, or None (Prism's answer as is).
+    """
+
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        paths: tuple[str, ...] = ("/Messages.json",),
+        hang_seconds: float = 2.0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.upstream = urlsplit(upstream)
+        self.paths = paths
+        self.hang_seconds = hang_seconds
+        self.exchanges: list[Exchange] = []
+        self._plan: list[str | None] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """Base URL to point a LoopbackHttpClient at."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def plan(self, *faults: str | None) -> None:
+        """Faults for the next matching requests, in order; then Prism's answers as is."""
+        with self._lock:
+            self._plan = list(faults)
+            self.exchanges.clear()
+
+    def messages_accepted(self) -> int:
+        """How many SMS Twilio would have sent so far."""
+        with self._lock:
+            return sum(1 for exchange in self.exchanges if exchange.accepted_message)
+
+    def _next_fault(self, path: str) -> str | None:
+        with self._lock:
+            if self._plan and path.split("?", 1)[0].endswith(self.paths):
+                return self._plan.pop(0)
+            return None
+
+    def _record(self, exchange: Exchange) -> None:
+        with self._lock:
+            self.exchanges.append(exchange)
+
+    def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Any:
+        connection = http.client.HTTPConnection(
+            self.upstream.hostname or "127.0.0.1", self.upstream.port, timeout=30
+        )
+        try:
+            connection.request(method, path, body=body or None, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.getheader("Content-Type", ""), response.read()
+        finally:
+            connection.close()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet: tests read `exchanges` instead."""
+
+            def _proxy(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                keep = ("Authorization", "Content-Type", "Accept", "User-Agent")
+                headers = {k: v for k, v in self.headers.items() if k in keep}
+                status, content_type, payload = proxy._forward(
+                    self.command, self.path, headers, body
+                )
+                fault = proxy._next_fault(self.path) if 200 <= status < 300 else None
+                if fault in (HANG, LOST_REPLY):
+                    proxy._record(
+                        Exchange(self.command, self.path, status, fault, None, body.decode())
+                    )
+                    time.sleep(proxy.hang_seconds)
+                    self.close_connection = True
+                    return
+                answer = status
+                if fault is not None:
+                    answer, error = TWILIO_ERRORS[fault]
+                    content_type, payload = "application/json", json.dumps(error).encode()
+                proxy._record(
+                    Exchange(self.command, self.path, status, fault, answer, body.decode())
+                )
+                self.send_response(answer)
+                self.send_header("Content-Type", content_type or "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_DELETE = _proxy
+
+        return Handler
+
+    def start(self) -> Self:
+        """Starts serving in a daemon thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stops serving and closes the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

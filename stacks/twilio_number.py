@@ -1,0 +1,64 @@
+"""Optional custom resource: point the bound Twilio numbers' SMS webhook at this stack.
+
+Off by default (`configure_twilio_number` per environment). On deploy it sets each bound
+number's `SmsUrl` (and `SmsFallbackUrl` when configured) through the twilio library; on
+delete it puts back what the number had before. It needs the Twilio credentials in the
+secret, so turn it on after the first deploy has created the secret and you filled it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from aws_cdk import CustomResource, Duration, RemovalPolicy, aws_logs
+from constructs import Construct
+
+from stacks.python_function import BundledPythonFunction
+
+LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambdas" / "twilio_number"
+RESOURCE_TYPE = "Custom::TwilioNumberWebhook"
+
+
+class TwilioNumberWebhook(Construct):
+    """One custom resource per bound number, served by one Python Lambda (crhelper)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        numbers_by_thing: Mapping[str, str],
+        webhook_url: str,
+        fallback_url: str | None,
+        secret_name: str,
+        log_retention: aws_logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.handler = BundledPythonFunction(
+            self,
+            "Handler",
+            source_dir=LAMBDA_DIR,
+            handler="handler.lambda_handler",
+            description="Points the bound Twilio numbers' SMS webhook at this stack",
+            environment={"TWILIO_SECRET_NAME": secret_name},
+            log_retention=log_retention,
+            removal_policy=removal_policy,
+            # Two Twilio calls of at most 10 s each, plus the answer to CloudFormation.
+            timeout=Duration.seconds(60),
+        )
+        self.function = self.handler.function
+        self.resources: dict[str, CustomResource] = {}
+        for thing, number in sorted(numbers_by_thing.items()):
+            self.resources[thing] = CustomResource(
+                self,
+                f"Number-{thing}",
+                service_token=self.function.function_arn,
+                resource_type=RESOURCE_TYPE,
+                properties={
+                    "PhoneNumber": number,
+                    "SmsUrl": webhook_url,
+                    "SmsFallbackUrl": fallback_url or "",
+                },
+            )

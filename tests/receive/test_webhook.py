@@ -1,0 +1,230 @@
+"""Pure logic of the receive Lambda (`lambdas/receive/webhook.py`) and its token cache."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from stacks.settings import FORWARDABLE_FIELDS
+from tests.receive.conftest import RECEIVE
+
+webhook = RECEIVE.webhook
+adapters = RECEIVE.adapters
+
+# Twilio's documented example (see twilio-python's RequestValidator tests).
+DOC_TOKEN = "12345"
+DOC_PARAMS = {
+    "CallSid": "CA1234567890ABCDE",
+    "Caller": "+12349013030",
+    "Digits": "1234",
+    "From": "+12349013030",
+    "To": "+18005551212",
+}
+DOC_SIGNATURE = "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def event(
+    body: str, *, domain: str, path: str, query: list[tuple[str, str]], signature: str
+) -> dict[str, Any]:
+    return {
+        "body": b64(body),
+        "signature": b64(signature),
+        "domain": b64(domain),
+        "path": b64(path),
+        "query": [{"name": b64(k), "value": b64(v)} for k, v in query],
+        "request_id": b64("r-1"),
+    }
+
+
+DOC_BODY = "&".join(f"{k}={v.replace('+', '%2B')}" for k, v in DOC_PARAMS.items())
+
+
+@pytest.mark.parametrize("query", [[("foo", "1"), ("bar", "2")], [("bar", "2"), ("foo", "1")]])
+def test_twilios_documented_example_validates_whatever_order_api_gateway_reports(
+    query: list[tuple[str, str]],
+) -> None:
+    request = webhook.parse_event(
+        event(
+            DOC_BODY,
+            domain="mycompany.com",
+            path="/myapp.php",
+            query=query,
+            signature=DOC_SIGNATURE,
+        )
+    )
+    assert webhook.signature_is_valid(request, DOC_TOKEN)
+    assert not webhook.signature_is_valid(request, "54321")
+
+
+def test_documented_example_fails_with_another_path_or_parameter() -> None:
+    query = [("foo", "1"), ("bar", "2")]
+    other_path = webhook.parse_event(
+        event(
+            DOC_BODY,
+            domain="mycompany.com",
+            path="/v1/myapp.php",
+            query=query,
+            signature=DOC_SIGNATURE,
+        )
+    )
+    assert not webhook.signature_is_valid(other_path, DOC_TOKEN)
+    extra = webhook.parse_event(
+        event(
+            DOC_BODY + "&Body=x",
+            domain="mycompany.com",
+            path="/myapp.php",
+            query=query,
+            signature=DOC_SIGNATURE,
+        )
+    )
+    assert not webhook.signature_is_valid(extra, DOC_TOKEN)
+
+
+def test_candidate_urls_without_query_is_just_the_url_called() -> None:
+    urls = list(webhook.candidate_urls("api.example.com", "/base/message", []))
+    assert urls == ["https://api.example.com/base/message"]
+
+
+def test_candidate_urls_cover_orders_and_spellings() -> None:
+    urls = set(webhook.candidate_urls("h.example", "/m", [("b", "x y"), ("a", "/")]))
+    assert "https://h.example/m?a=/&b=x%20y" in urls
+    assert "https://h.example/m?b=x+y&a=%2F" in urls
+    # Beyond MAX_QUERY_PERMUTATIONS_OF parameters: received and sorted orders only.
+    many = [(str(i), "v") for i in range(6, 0, -1)]
+    assert len(list(webhook.candidate_urls("h", "/m", many))) <= 6
+
+
+@pytest.mark.parametrize(
+    "bad_event",
+    [
+        None,
+        [],
+        {},
+        {"body": "!!", "signature": "", "domain": "", "path": ""},
+        {**event("a=1", domain="h", path="/m", query=[], signature=""), "query": "x"},
+        {**event("a=1", domain="h", path="m", query=[], signature="")},
+        {**event("a=1", domain="h/evil", path="/m", query=[], signature="")},
+        {**event("a=1", domain="h", path="/m", query=[], signature=""), "query": [1]},
+    ],
+)
+def test_malformed_events_are_bad_requests(bad_event: Any) -> None:
+    with pytest.raises(webhook.BadRequest) as raised:
+        webhook.parse_event(bad_event)
+    assert str(raised.value).startswith("BadRequest: ")
+
+
+def test_parse_form_keeps_every_value_exactly() -> None:
+    form = webhook.parse_form("Body=a%2Bb+c%3D%26%25&Body=&x=%F0%9F%98%80&MediaUrl0=")
+    assert form == {"Body": ["a+b c=&%", ""], "x": ["😀"], "MediaUrl0": [""]}
+    assert webhook.parse_form("") == {}
+
+
+def test_too_many_fields_is_a_bad_request() -> None:
+    with pytest.raises(webhook.BadRequest):
+        webhook.parse_form("&".join(["a=1"] * (webhook.MAX_FIELDS + 1)))
+
+
+def test_forwardable_fields_match_the_settings() -> None:
+    assert set(webhook.FIELD_VALIDATORS) == set(FORWARDABLE_FIELDS)
+
+
+CONFIG = webhook.ReceiveConfig(topic_prefix="sms", things_by_number={"+1555": "t1"}, body_limit=5)
+
+
+def form(**fields: str) -> Any:
+    base = {"MessageSid": "SM" + "f" * 32, "From": "+1666", "To": "+1555", "Body": "hi"}
+    return webhook.FormParams({k: [v] for k, v in {**base, **fields}.items()})
+
+
+def test_decide_publishes_the_contract_message() -> None:
+    decision = webhook.decide(form(), CONFIG)
+    assert isinstance(decision, webhook.Publish)
+    assert decision.topic == "sms/t1/inbound"
+    assert json.loads(decision.payload) == {
+        "Type": "Incoming",
+        "Id": "SM" + "f" * 32,
+        "From": "+1666",
+        "To": "+1555",
+        "Body": "hi",
+        "Media": [],
+    }
+
+
+def test_decide_unbound_and_too_long() -> None:
+    assert isinstance(webhook.decide(form(To="+1777"), CONFIG), webhook.Unbound)
+    too_long = webhook.decide(form(Body="a<b&c"), CONFIG)  # 5 characters: allowed
+    assert isinstance(too_long, webhook.Publish)
+    too_long = webhook.decide(form(Body="a<b&cd"), CONFIG)
+    assert isinstance(too_long, webhook.TooLong)
+    assert "limited to 5 characters; yours had 6" in too_long.twiml
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"NumMedia": "1"},
+        {"NumMedia": "11"},
+        {"MediaUrl0": "https://x/1"},
+        {"NumMedia": "1", "MediaUrl0": "http://x/1", "MediaContentType0": "image/png"},
+        {"NumMedia": "1", "MediaUrl0": "https://x/1", "MediaContentType0": "png"},
+        {"NumMedia": "1", "MediaUrl0": "https://x/a b", "MediaContentType0": "image/png"},
+        {"MessageSid": "SMxyz"},
+        {"From": "x" * 257},
+    ],
+)
+def test_decide_rejects_invalid_fields(fields: dict[str, str]) -> None:
+    with pytest.raises(webhook.BadRequest):
+        webhook.decide(form(**fields), CONFIG)
+
+
+def test_config_from_environment_rejects_unknown_extra_fields() -> None:
+    with pytest.raises(webhook.ConfigurationError):
+        webhook.ReceiveConfig.from_environ({"EXTRA_FIELDS": "Password"})
+    config = webhook.ReceiveConfig.from_environ(
+        {"THINGS_BY_NUMBER": '{"+1": "a"}', "EXTRA_FIELDS": "FromCity,WaId", "BODY_LIMIT": "9"}
+    )
+    assert config.extra_fields == ("FromCity", "WaId") and config.body_limit == 9
+
+
+def test_mask_number_hides_the_middle() -> None:
+    assert webhook.mask_number("+15551234567") == "+15*******67"
+    assert webhook.mask_number("12345") == "*****"
+
+
+class FakeProvider:
+    def __init__(self, *tokens: str) -> None:
+        self.tokens = list(tokens)
+        self.calls: list[bool] = []
+
+    def get(self, name: str, *, max_age: int, transform: str, force_fetch: bool) -> Any:
+        self.calls.append(force_fetch)
+        if force_fetch and len(self.tokens) > 1:
+            self.tokens.pop(0)  # the secret was rotated: a forced read sees the next token
+        return {"account_sid": "AC", "auth_token": self.tokens[0]}
+
+
+def test_token_source_refreshes_at_most_once_per_interval() -> None:
+    now = [100.0]
+    provider = FakeProvider("old", "new")
+    tokens = adapters.SecretTokenSource(provider, "s", clock=lambda: now[0])
+    assert tokens.current() == "old"
+    assert tokens.refreshed() == "new"
+    assert tokens.refreshed() is None
+    now[0] += adapters.MIN_REFRESH_INTERVAL_SECONDS
+    assert tokens.refreshed() == "new"
+    assert provider.calls == [False, True, True]
+
+
+def test_placeholder_token_names_the_put_secret_value_step() -> None:
+    tokens = adapters.SecretTokenSource(FakeProvider(""), "text-device/dev/twilio")
+    with pytest.raises(
+        webhook.ConfigurationError, match="put-secret-value --secret-id text-device/dev/twilio"
+    ):
+        tokens.current()

@@ -1,0 +1,138 @@
+"""The Lambdas' entry points, built from their environment as in AWS (moto, Prism)."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from loop.prism import TEST_AUTH_TOKEN, FaultProxy, LoopbackHttpClient
+from tests.send.scenarios import (
+    QUEUE_NAME,
+    SECRET_NAME,
+    SENDER,
+    TABLE_NAME,
+    THING,
+    AwsStandIns,
+    FakeContext,
+    event,
+)
+
+LAMBDAS = Path(__file__).resolve().parents[2] / "lambdas"
+
+
+def load(lambda_name: str) -> ModuleType:
+    """A Lambda's handler.py under a unique module name (every Lambda has a handler.py)."""
+    folder = LAMBDAS / lambda_name
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(f"{lambda_name}_handler", folder / "handler.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_send_handler_builds_its_runtime_from_the_environment(
+    aws: AwsStandIns, fresh_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        "NUMBERS_BY_THING": json.dumps({THING: SENDER}),
+        "DESTINATION_ALLOW_LIST": "",
+        "TWILIO_SECRET_NAME": SECRET_NAME,
+        "IDEMPOTENCY_TABLE": TABLE_NAME,
+        "DEAD_LETTER_QUEUE_URL": aws.queue_url,
+    }.items():
+        monkeypatch.setenv(name, value)
+    handler = load("send")
+    built = handler.SendRuntime.from_environment(
+        os.environ,
+        http_client_factory=lambda t: LoopbackHttpClient(fresh_proxy.url, timeout=t),
+    )
+    handler.use_runtime(built)
+    try:
+        first = handler.lambda_handler(event("h-1"), FakeContext())
+        again = handler.lambda_handler(event("h-1"), FakeContext(aws_request_id="req-2"))
+    finally:
+        handler.use_runtime(None)
+    assert first["outcome"] == "sent" and again["sid"] == first["sid"]
+    assert fresh_proxy.messages_accepted() == 1
+    assert QUEUE_NAME in built._dead_letter_queue_url
+
+
+# -- Status callback ------------------------------------------------------------------------
+
+DOMAIN = "abc123.execute-api.eu-west-1.amazonaws.com"
+STATUS_URL = f"https://{DOMAIN}/v1/status"
+
+
+def status_event(form: dict[str, str], *, token: str = TEST_AUTH_TOKEN) -> dict[str, Any]:
+    signature = RequestValidator(token).compute_signature(STATUS_URL, form)
+    body = base64.b64encode(urlencode(form).encode()).decode()
+    return {
+        "body": body,
+        "isBase64Encoded": True,
+        "headers": {"x-twilio-signature": signature},
+        "requestContext": {"domainName": DOMAIN, "path": "/v1/status"},
+    }
+
+
+@pytest.fixture
+def status_handler(aws: AwsStandIns, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.setenv("TWILIO_SECRET_NAME", SECRET_NAME)
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    return load("status")
+
+
+REPORT = {
+    "MessageSid": "SM" + "b" * 32,
+    "MessageStatus": "undelivered",
+    "ErrorCode": "30003",
+    "To": "+15551234567",
+    "From": SENDER,
+}
+
+
+def test_a_failed_delivery_is_logged_as_an_error_without_numbers(
+    status_handler: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    answer = status_handler.lambda_handler(status_event(REPORT), FakeContext())
+    assert answer["statusCode"] == 204
+    [record] = [r for r in caplog.records if r.getMessage() == "message not delivered"]
+    assert record.levelno == logging.ERROR
+    assert record.error_code == "30003"  # type: ignore[attr-defined]
+    assert "+1555" not in caplog.text
+
+
+def test_a_delivered_message_is_logged_at_info(
+    status_handler: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    delivered = {**REPORT, "MessageStatus": "delivered"}
+    delivered.pop("ErrorCode")
+    assert (
+        status_handler.lambda_handler(status_event(delivered), FakeContext())["statusCode"] == 204
+    )
+    assert any(r.getMessage() == "message status" for r in caplog.records)
+
+
+def test_a_forged_or_malformed_callback_is_refused(status_handler: ModuleType) -> None:
+    forged = status_event(REPORT, token="not-the-token")
+    assert status_handler.lambda_handler(forged, FakeContext())["statusCode"] == 403
+    missing = status_event({"MessageStatus": "sent"})
+    assert status_handler.lambda_handler(missing, FakeContext())["statusCode"] == 400
+    garbage = {**status_event(REPORT), "body": "%%%", "isBase64Encoded": False}
+    assert status_handler.lambda_handler(garbage, FakeContext())["statusCode"] in (400, 403)

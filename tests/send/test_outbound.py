@@ -1,0 +1,196 @@
+"""Unit tests of the send Lambda's pure rules (lambdas/send/outbound.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.send.scenarios import SENDER, THING, event
+
+from outbound import (  # isort: skip  (lambdas/send is put on sys.path by scenarios)
+    MAX_BODY_CHARACTERS,
+    Failure,
+    Reason,
+    Rejected,
+    SendSettings,
+    classify_status,
+    credentials_from_secret,
+    dead_letter_record,
+    is_https_url,
+    parse_message,
+)
+
+SETTINGS = SendSettings(numbers_by_thing={THING: SENDER, "other": "+15555550101"})
+
+
+def rejected(payload: Any, settings: SendSettings = SETTINGS) -> Reason:
+    with pytest.raises(Rejected) as caught:
+        parse_message(payload, settings)
+    return caught.value.reason
+
+
+def test_a_valid_message_is_sent_from_the_number_bound_to_the_thing() -> None:
+    message = parse_message(event("abc", Body="hi"), SETTINGS)
+    assert (message.thing, message.id, message.from_, message.to, message.body) == (
+        THING,
+        "abc",
+        SENDER,
+        "+15551234567",
+        "hi",
+    )
+    assert message.media_urls == ()
+    assert message.idempotency_key == f"{THING}#abc"
+
+
+def test_the_same_id_on_two_devices_gives_two_keys() -> None:
+    one = parse_message(event("same"), SETTINGS)
+    two = parse_message(event("same", thing="other"), SETTINGS)
+    assert one.idempotency_key != two.idempotency_key
+    assert two.from_ == "+15555550101"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ("not an object", Reason.NOT_AN_OBJECT),
+        (["a", "list"], Reason.NOT_AN_OBJECT),
+        (event(thing="stranger"), Reason.UNKNOWN_THING),
+        ({"Type": "Outgoing", "Id": "x", "To": "+15551234567", "Body": "b"}, Reason.UNKNOWN_THING),
+        (event(Type="Incoming"), Reason.WRONG_TYPE),
+        (event(Id=""), Reason.INVALID_ID),
+        (event(Id="has space"), Reason.INVALID_ID),
+        (event(Id="x" * 129), Reason.INVALID_ID),
+        (event(Id=12), Reason.INVALID_ID),
+        (event(To="5551234567"), Reason.INVALID_TO),
+        (event(To="+0551234567"), Reason.INVALID_TO),
+        (event(To="+1555123456789012"), Reason.INVALID_TO),
+        (event(To="whatsapp:+15551234567"), Reason.INVALID_TO),
+        (event(To=None), Reason.INVALID_TO),
+        (event(From="+15555550101"), Reason.FROM_NOT_ALLOWED),
+        (event(Body=42), Reason.INVALID_BODY),
+        (event(Body="x" * (MAX_BODY_CHARACTERS + 1)), Reason.BODY_TOO_LONG),
+        (event(Body=""), Reason.EMPTY_MESSAGE),
+        (event(MediaUrl="http://example.com/a.jpg"), Reason.INVALID_MEDIA_URL),
+        (event(MediaUrl="https://"), Reason.INVALID_MEDIA_URL),
+        (event(MediaUrl="https://example.com/a b.jpg"), Reason.INVALID_MEDIA_URL),
+        (event(MediaUrl="javascript:alert(1)"), Reason.INVALID_MEDIA_URL),
+        (event(MediaUrl={"Url": "https://example.com"}), Reason.INVALID_MEDIA_URL),
+        (event(MediaUrl=["https://example.com/a.jpg"] * 11), Reason.TOO_MANY_MEDIA),
+        (
+            event(MediaUrl="https://example.com/a.jpg", Image="https://example.com/b.jpg"),
+            Reason.MEDIA_ALIAS_CONFLICT,
+        ),
+    ],
+)
+def test_anything_else_is_rejected_with_a_specific_reason(payload: Any, reason: Reason) -> None:
+    assert rejected(payload) is reason
+
+
+def test_body_of_exactly_1600_characters_and_emoji_is_accepted() -> None:
+    body = "😀" * MAX_BODY_CHARACTERS
+    assert parse_message(event(Body=body), SETTINGS).body == body
+
+
+def test_from_equal_to_the_bound_number_is_tolerated() -> None:
+    assert parse_message(event(From=SENDER), SETTINGS).from_ == SENDER
+
+
+def test_media_only_message_and_the_image_alias() -> None:
+    message = parse_message(event(Body="", Image="https://example.com/cat.jpg"), SETTINGS)
+    assert message.media_urls == ("https://example.com/cat.jpg",)
+    both_equal = event(MediaUrl="https://e.com/a.png", Image="https://e.com/a.png")
+    assert parse_message(both_equal, SETTINGS).media_urls == ("https://e.com/a.png",)
+    many = [f"https://e.com/{i}.png" for i in range(10)]
+    assert parse_message(event(MediaUrl=many), SETTINGS).media_urls == tuple(many)
+
+
+def test_allow_list_limits_destinations_when_set() -> None:
+    allow = SendSettings(
+        numbers_by_thing={THING: SENDER}, destination_allow_list=frozenset({"+15551234567"})
+    )
+    assert parse_message(event(To="+15551234567"), allow).to == "+15551234567"
+    assert rejected(event(To="+15557777777"), allow) is Reason.TO_NOT_ALLOWED
+
+
+def test_settings_from_environment() -> None:
+    settings = SendSettings.from_environment(
+        {
+            "NUMBERS_BY_THING": '{"a": "+15555550100"}',
+            "DESTINATION_ALLOW_LIST": "+15551234567, +15557654321",
+            "STATUS_CALLBACK_URL": "https://x.example/v1/status",
+        }
+    )
+    assert settings.numbers_by_thing == {"a": "+15555550100"}
+    assert settings.destination_allow_list == {"+15551234567", "+15557654321"}
+    assert settings.status_callback_url == "https://x.example/v1/status"
+    empty = SendSettings.from_environment({})
+    assert (empty.numbers_by_thing, empty.destination_allow_list) == ({}, frozenset())
+    assert empty.status_callback_url is None
+    with pytest.raises(ValueError, match="JSON object"):
+        SendSettings.from_environment({"NUMBERS_BY_THING": "[]"})
+
+
+@pytest.mark.parametrize(
+    ("status", "failure"),
+    [
+        (500, Failure.TRANSIENT),
+        (502, Failure.TRANSIENT),
+        (503, Failure.TRANSIENT),
+        (429, Failure.TRANSIENT),
+        (400, Failure.PERMANENT),
+        (401, Failure.PERMANENT),
+        (404, Failure.PERMANENT),
+    ],
+)
+def test_classify_twilio_status(status: int, failure: Failure) -> None:
+    assert classify_status(status) is failure
+
+
+def test_dead_letter_record_has_lambdas_on_failure_shape() -> None:
+    record = dead_letter_record(
+        {"Id": "x"},
+        condition="PermanentTwilioError",
+        request_id="r",
+        function_arn="arn:f",
+        error={"twilioCode": 21211},
+        now=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    assert record["timestamp"] == "2025-01-02T03:04:05.000Z"
+    assert record["requestContext"]["condition"] == "PermanentTwilioError"
+    assert record["requestPayload"] == {"Id": "x"}
+    assert record["responsePayload"] == {"twilioCode": 21211}
+
+
+def test_credentials_from_secret() -> None:
+    assert credentials_from_secret({"account_sid": "AC1", "auth_token": "t"}) == ("AC1", "t")
+    for unset in ({"account_sid": "", "auth_token": ""}, {}, "text"):
+        with pytest.raises(ValueError, match="Twilio secret"):
+            credentials_from_secret(unset)
+
+
+@given(st.text(max_size=200))
+def test_https_check_never_crashes_and_accepts_only_https(url: str) -> None:
+    if is_https_url(url):
+        assert url.startswith("https://")
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["Type", "Id", "To", "Body", "MediaUrl", "Image", "From", "thing"]),
+        st.none()
+        | st.text(max_size=30)
+        | st.integers()
+        | st.lists(st.text(max_size=10), max_size=3),
+    )
+)
+def test_any_payload_is_either_a_valid_message_or_rejected(payload: dict[str, Any]) -> None:
+    try:
+        message = parse_message(payload, SETTINGS)
+    except Rejected:
+        return
+    assert message.from_ in (SENDER, "+15555550101")
+    assert message.body or message.media_urls
