@@ -393,14 +393,14 @@ class LocalLoop:
             if request.accepted
         ]
 
-    def wait_for(self, condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-        """Polls `condition` until true or `timeout`; returns its last value."""
+    def wait_for(self, condition: Callable[[], object], timeout: float = 20.0) -> bool:
+        """Polls `condition` until truthy or `timeout`; returns whether it became truthy."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if condition():
                 return True
             time.sleep(0.02)
-        return condition()
+        return bool(condition())
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """Messages in the send Lambda's dead-letter queue (read without deleting)."""

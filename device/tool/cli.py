@@ -135,9 +135,13 @@ def run(command: Sequence[str], *, stream: bool) -> tuple[int, str]:
     chunks = []
     while chunk := os.read(process.stdout.fileno(), 4096):
         chunks.append(chunk)
-        if stream:
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.buffer.flush()
+        if stream:  # bytes as they come: esptool redraws its progress bar with \r
+            out = getattr(sys.stdout, "buffer", None)
+            if out is None:  # stdout replaced by a text stream (tests, benchmarks)
+                sys.stdout.write(chunk.decode(errors="replace"))
+            else:
+                out.write(chunk)
+                out.flush()
     process.stdout.close()
     return process.wait(), b"".join(chunks).decode(errors="replace")
 

@@ -61,7 +61,7 @@ def stack_template(outputs: dict[str, str]) -> str:
     """A minimal template whose outputs mimic TextDeviceStack's."""
     return json.dumps(
         {
-            "Resources": {"Placeholder": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+            "Resources": {"Placeholder": {"Type": "AWS::SQS::Queue"}},
             "Outputs": {name: {"Value": value} for name, value in outputs.items()},
         }
     )
@@ -124,7 +124,7 @@ def firmware_image(path: Path, chip: str) -> Path:
     from esptool.bin_image import ESP32FirmwareImage, ESP8266ROMFirmwareImage, ImageSegment
 
     segment = ImageSegment(0x40100000 if chip == "esp8266" else 0x40080000, b"\0" * 64)
-    segment.name = ".text"  # type: ignore[attr-defined]
+    segment.name = ".text"
     image = ESP8266ROMFirmwareImage() if chip == "esp8266" else ESP32FirmwareImage()
     image.entrypoint = segment.addr
     image.segments = [segment]

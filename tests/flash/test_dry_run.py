@@ -23,7 +23,11 @@ def dry_run(deployed: Deployed, capsys: pytest.CaptureFixture[str], *extra: str)
 
 
 def steps(lines: list[str]) -> list[str]:
-    return [line.split("] ", 1)[1].split(":", 1)[0] for line in lines if line[:4].strip().rstrip(".").isdigit()]
+    return [
+        line.split("] ", 1)[1].split(":", 1)[0]
+        for line in lines
+        if line[:4].strip().rstrip(".").isdigit()
+    ]
 
 
 def commands(lines: list[str]) -> list[list[str]]:

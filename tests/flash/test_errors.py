@@ -60,7 +60,7 @@ def test_a_socket_port_where_nothing_listens() -> None:
 
 
 def test_no_port_found_when_none_is_plugged_in(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(board.list_ports, "comports", lambda: [])
+    monkeypatch.setattr("serial.tools.list_ports.comports", lambda: [])
     with pytest.raises(NoSerialPort, match="data USB cable"):
         board.find_port(None)
 
@@ -110,7 +110,10 @@ def test_esptool_on_a_port_that_does_not_exist_is_a_missing_port() -> None:
 
 @pytest.mark.usefixtures("wifi")
 def test_a_firmware_image_for_another_chip_is_refused_before_the_board_is_touched(
-    deployed: Deployed, tmp_path: Path, capsys: pytest.CaptureFixture[str], pty_port: tuple[str, int]
+    deployed: Deployed,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    pty_port: tuple[str, int],
 ) -> None:
     image = firmware_image(tmp_path / "ESP32_GENERIC.bin", "esp32")
     path, _ = pty_port

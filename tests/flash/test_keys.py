@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
@@ -28,9 +28,12 @@ def test_keys_command_makes_a_2048_bit_key_and_a_csr_signed_by_it(tmp_path: Path
     assert key.key_size == 2048
     csr = x509.load_pem_x509_csr((directory / "device.csr.pem").read_bytes())
     assert csr.is_signature_valid
-    assert csr.public_key().public_numbers() == key.public_key().public_numbers()
+    public = csr.public_key()
+    assert isinstance(public, rsa.RSAPublicKey)
+    assert public.public_numbers() == key.public_key().public_numbers()
     assert csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == THING
     # Verify the signature explicitly too: SHA-256 with PKCS#1 v1.5, as AWS IoT expects.
+    assert isinstance(csr.signature_hash_algorithm, hashes.SHA256)
     key.public_key().verify(
         csr.signature, csr.tbs_certrequest_bytes, padding.PKCS1v15(), csr.signature_hash_algorithm
     )
@@ -84,8 +87,6 @@ def test_key_der_is_pkcs1_and_certificate_der_round_trips(tmp_path: Path) -> Non
 
 
 def test_the_shipped_root_ca_is_amazon_root_ca_1() -> None:
-    from cryptography.hazmat.primitives import hashes
-
     pem = (Path(keys.__file__).parent / "AmazonRootCA1.pem").read_bytes()
     fingerprint = x509.load_pem_x509_certificate(pem).fingerprint(hashes.SHA256()).hex()
     assert fingerprint == "8ecde6884f3d87b1125ba31ac3fcb13d7016de7f57cc904fe1cb97c6ae98196e"

@@ -24,7 +24,7 @@ from tests.flash.conftest import ENV, THING, Deployed
 pytestmark = pytest.mark.skipif(not available(), reason="node or the WebAssembly port missing")
 
 # The exact API the firmware uses; the real package needs internet (see DESIGN.md).
-FAKE_UMQTT = b'''
+FAKE_UMQTT = b"""
 class MQTTException(Exception):
     pass
 
@@ -37,7 +37,7 @@ class MQTTClient:
 
     def connect(self, clean_session=True, timeout=None):
         return False
-'''
+"""
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def mip_index(tmp_path: Path) -> Iterator[str]:
         def __init__(self, *args: object, **kwargs: object) -> None:
             super().__init__(*args, directory=str(root), **kwargs)  # type: ignore[arg-type]
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)

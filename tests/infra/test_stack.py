@@ -95,7 +95,8 @@ def test_outbound_rule_selects_every_device_with_its_thing_name(synth: Synthesiz
         "AWS::IoT::TopicRule",
         {
             "TopicRulePayload": {
-                "Sql": "SELECT Type, Id, To, Body, MediaUrl, Image, topic(2) AS thing FROM 'sms/+/outbound'",
+                "Sql": "SELECT Type, Id, To, Body, MediaUrl, Image, topic(2) AS thing "
+                "FROM 'sms/+/outbound'",
                 "AwsIotSqlVersion": "2016-03-23",
                 "RuleDisabled": False,
                 "Actions": [{"Lambda": {"FunctionArn": Match.any_value()}}],
@@ -120,7 +121,8 @@ def message_method(synth: Synthesized) -> dict[str, Any]:
         if m["Properties"]["ResourceId"] == {"Ref": message_id}
     ]
     assert len(methods) == 1
-    return methods[0]
+    method: dict[str, Any] = methods[0]
+    return method
 
 
 def test_webhook_is_a_non_proxy_post_with_a_form_template(synth: Synthesized) -> None:

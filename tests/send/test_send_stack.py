@@ -65,7 +65,9 @@ def statements_of_role(synth: Synthesized, role_id: str) -> list[dict[str, Any]]
 def test_rule_invokes_the_send_lambda_and_sends_its_errors_to_a_queue(synth: Synthesized) -> None:
     [rule] = of_type(synth, "AWS::IoT::TopicRule").values()
     payload = rule["Properties"]["TopicRulePayload"]
-    assert payload["Sql"] == "SELECT Type, Id, To, Body, MediaUrl, Image, topic(2) AS thing FROM 'sms/+/outbound'"
+    assert payload["Sql"] == (
+        "SELECT Type, Id, To, Body, MediaUrl, Image, topic(2) AS thing FROM 'sms/+/outbound'"
+    )
     [action] = payload["Actions"]
     send_id, _ = send_function(synth)
     assert ref(action["Lambda"]["FunctionArn"]) == send_id
