@@ -11,7 +11,9 @@
   the pruned bundle also sends one message to Prism, proving the prune removed nothing used;
 - warm send: SendRuntime.handle against Prism with moto's in-process AWS, next to a bare
   twilio `messages.create` against the same Prism, so the ratio is what the Lambda adds;
-- fault table: every fault of tests/send/scenarios.FAULT_CASES through the fault proxy.
+- fault table: every fault of tests/send/scenarios.FAULT_CASES through the fault proxy,
+  which remembers the messages Twilio would have accepted and lists them, so a retry after
+  an ambiguous failure (timeout, reset) reconciles instead of texting twice.
 """
 
 from __future__ import annotations
@@ -189,14 +191,18 @@ def main() -> None:
             p95 = statistics.quantiles(times, n=20)[-1]
             print(f"{label:<34}{ms(statistics.median(times)):>10}{ms(p95):>10}")
         ratio = statistics.median(lambda_times) / statistics.median(bare)
-        print(f"ratio Lambda/bare (p50): {ratio:.1f}x (idempotency records + secret cache)")
+        print(
+            f"ratio Lambda/bare (p50): {ratio:.1f}x "
+            "(idempotency records + attempt marker + secret cache)"
+        )
 
         print("\nFault table (Lambda async invoke simulated: 1 + 2 retries, then the DLQ)")
         rows = fault_table(prism)
         width = max(len(r[0]) for r in rows) + 2
-        print(f"{'fault':<{width}}{'what happened':<84}{'SMS sent':>9}")
+        what_width = max(len(r[1]) for r in rows) + 2
+        print(f"{'fault':<{width}}{'what happened':<{what_width}}{'SMS sent':>9}")
         for name, what, sent in rows:
-            print(f"{name:<{width}}{what:<84}{sent:>9}")
+            print(f"{name:<{width}}{what:<{what_width}}{sent:>9}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 
 from loop.certs import Identity, LocalCA
+from loop.processes import child_command, child_options
 
 CLOUD_USER = "cloud"
 
@@ -84,7 +85,10 @@ class Broker:
         )
         self._log = (directory / "mosquitto.log").open("wb")
         self._process = subprocess.Popen(
-            [mosquitto_binary(), "-c", str(config)], stdout=self._log, stderr=subprocess.STDOUT
+            child_command([mosquitto_binary(), "-c", str(config)]),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            **child_options(),
         )
         self._wait_until_listening()
 

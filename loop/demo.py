@@ -60,13 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", default="dev", help="environment of cdk.json (default: dev)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)  # a closed terminal stops as cleanly too
 
     print("Starting the local loop (mosquitto, moto, Prism, the Lambdas, the firmware)...")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="text-a-device-") as work:
         try:
-            with LocalLoop(Path(work), env=args.env, echo=print) as loop:
-                loop.trace.echo = None  # startup chatter off; hops on from the first text
+            with LocalLoop(Path(work), env=args.env) as loop:
                 print(f"Ready in {time.monotonic() - started:.1f} s. Hops, in ms since the text:")
                 loop.trace.echo = lambda line: print("  " + line)
                 if args.interactive:

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from loop.processes import child_command, child_options
+
 WORKER = Path(__file__).resolve().parent / "lambda_worker.py"
 
 
@@ -35,7 +37,12 @@ class LambdaError(Exception):
 class _Worker:
     def __init__(self, command: list[str], env: dict[str, str], log: IO[bytes]) -> None:
         self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env
+            child_command(command),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+            **child_options(),
         )
         self.next_id = 0
 

@@ -19,20 +19,27 @@ import http.client
 import json
 import os
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
+
+from loop.processes import child_command, child_options
 
 ROOT = Path(__file__).resolve().parent.parent
 PRISM_BIN = ROOT / "node_modules" / ".bin" / "prism"
@@ -90,13 +97,16 @@ class PrismServer:
         # Prism logs every request; a file never fills up like an unread pipe would.
         self._log = tempfile.TemporaryFile(prefix="prism-")  # noqa: SIM115 - closed in stop()
         env = {**os.environ, "NO_COLOR": "1", "FORCE_COLOR": "0"}
+        command = [str(PRISM_BIN), "mock", str(self.spec), "--host", self.host]
         self._process = subprocess.Popen(
-            [str(PRISM_BIN), "mock", str(self.spec), "--host", self.host, "--port", str(self.port)],
+            child_command([*command, "--port", str(self.port)]),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
             env=env,
+            # Own session (Ctrl-C reaches only its owner, which stops it) and dies with it.
+            **child_options(),
         )
         try:
             self._wait_until_listening()
@@ -243,9 +253,18 @@ TWILIO_ERRORS: dict[str, tuple[int, dict[str, object]]] = {
     ),
 }
 HANG = "hang"
-"""Fault: never answer in time, and Twilio never got the message (the client times out)."""
+"""Fault: never answer in time, and Twilio never got the message (the client times out).
+
+Prism still sees the request, so it is still checked against Twilio's contract, but the
+proxy treats it as lost on the way: it is neither counted as sent nor listed afterwards."""
 LOST_REPLY = "lost-reply"
 """Fault: Twilio accepted the message but the answer is lost (the client times out)."""
+RESET = "reset"
+"""Fault: Twilio accepted the message, then the connection is reset before the answer (the
+client gets a connection error at once)."""
+ACCEPTED_FAULTS = (None, LOST_REPLY, RESET)
+"""Faults after which Twilio has the message: the client may not know it was sent."""
+DEFAULT_PAGE_SIZE = 50  # Twilio's, when a list request gives no PageSize
 
 
 @dataclass(frozen=True)
@@ -257,24 +276,133 @@ class Exchange:
     prism_status: int
     fault: str | None
     client_status: int | None
-    """None when the client got no answer (hang, lost reply)."""
+    """None when the client got no answer (hang, lost reply, reset)."""
     body: str = ""
     """The request's body (a form, for Twilio's API)."""
 
     @property
     def accepted_message(self) -> bool:
         """Twilio would have queued an SMS: a valid Messages create Twilio did not refuse."""
-        creates = self.method == "POST" and self.path.endswith("/Messages.json")
-        return creates and self.prism_status == 201 and self.fault in (None, LOST_REPLY)
+        return (
+            _is_create(self.method, self.path)
+            and self.prism_status == 201
+            and self.fault in ACCEPTED_FAULTS
+        )
+
+
+@dataclass(frozen=True)
+class AcceptedMessage:
+    """A message the mock Twilio accepted, as its Messages list shows it later."""
+
+    sid: str
+    to: str
+    from_: str
+    body: str
+    num_media: int
+    date_created: datetime
+
+
+def _is_create(method: str, path: str) -> bool:
+    return method == "POST" and path.split("?", 1)[0].endswith("/Messages.json")
+
+
+def _is_list(method: str, path: str) -> bool:
+    return method == "GET" and path.split("?", 1)[0].endswith("/Messages.json")
+
+
+def accepted_from_form(body: bytes, *, sid: str, created: datetime) -> AcceptedMessage:
+    """The message a Messages create form asks for (MediaUrl in either array style)."""
+    form = parse_qs(body.decode(), keep_blank_values=True)
+    media = form.get("MediaUrl[]", []) + form.get("MediaUrl", [])
+    return AcceptedMessage(
+        sid=sid,
+        to=form.get("To", [""])[0],
+        from_=form.get("From", [""])[0],
+        body=form.get("Body", [""])[0],
+        num_media=len(media),
+        date_created=created.astimezone(UTC).replace(microsecond=0),  # Twilio's resolution
+    )
+
+
+def message_json(template: dict[str, Any], message: AcceptedMessage) -> dict[str, Any]:
+    """Prism's example message (Twilio's own example) with `message`'s fields put in.
+
+    Dates are RFC 2822, as Twilio writes them; the message is shown as already sent.
+    """
+    date = format_datetime(message.date_created)
+    uri = str(template.get("uri", ""))
+    old_sid = str(template.get("sid", ""))
+    return {
+        **template,
+        "sid": message.sid,
+        "to": message.to,
+        "from": message.from_,
+        "body": message.body,
+        "num_media": str(message.num_media),
+        "date_created": date,
+        "date_sent": date,
+        "date_updated": date,
+        "uri": uri.replace(old_sid, message.sid) if old_sid else uri,
+    }
+
+
+def messages_page(
+    prism_page: dict[str, Any], accepted: list[AcceptedMessage], query: str
+) -> dict[str, Any]:
+    """Prism's example Messages list page with `messages` built from `accepted`.
+
+    Honours the To and From filters and PageSize (one page, newest first, no next page);
+    the DateSent filters are not honoured (the send Lambda does not use them).
+    """
+    params = parse_qs(query)
+    wanted_to, wanted_from = params.get("To", [None])[0], params.get("From", [None])[0]
+    try:
+        page_size = int(params.get("PageSize", [DEFAULT_PAGE_SIZE])[0] or DEFAULT_PAGE_SIZE)
+    except ValueError:
+        page_size = DEFAULT_PAGE_SIZE
+    examples = prism_page.get("messages") or [{}]
+    template = examples[0] if isinstance(examples[0], dict) else {}
+    chosen = [
+        m
+        for m in reversed(accepted)  # newest first, as Twilio lists them
+        if (wanted_to is None or m.to == wanted_to)
+        and (wanted_from is None or m.from_ == wanted_from)
+    ][:page_size]
+    return {
+        **prism_page,
+        "messages": [message_json(template, m) for m in chosen],
+        "page": 0,
+        "page_size": page_size,
+        "start": 0,
+        "end": max(len(chosen) - 1, 0),
+        "next_page_uri": None,
+        "previous_page_uri": None,
+    }
+
+
+def new_message_sid() -> str:
+    """A unique SID in Twilio's format (Prism's examples all share one)."""
+    return "SM" + uuid.uuid4().hex
 
 
 class FaultProxy:
     """An HTTP proxy on loopback in front of Prism that injects Twilio's failures.
 
+    Test scaffolding, not production code: it stands in for Twilio's side of a flaky
+    network so the send Lambda's retries can be tested against Twilio's contract.
+
     Every request is forwarded to Prism first, so it is still validated against Twilio's
     contract (a 4xx from Prism is passed through, never masked); then, for requests whose
-    path ends with one of `paths`, the next planned fault replaces Prism's answer.
-    Faults: a key of TWILIO_ERRORS, HANG, LOST_REPLY, or None (Prism's answer as is).
+    path ends with one of `paths`, the next planned fault replaces Prism's answer:
+    `plan(lookups=...)` plans those of Messages list requests (GET .../Messages.json),
+    `plan(*faults)` those of every other matching request (Messages creates by default).
+    Faults: a key of TWILIO_ERRORS, HANG, LOST_REPLY, RESET, or None (Prism's answer as is).
+
+    It also keeps the state Prism lacks: every create Twilio would have accepted (answered,
+    LOST_REPLY or RESET; not HANG) is remembered with a unique SID and the proxy's clock as
+    its creation date, and a Messages list request answers with those messages (To/From
+    filters, PageSize, newest first) in Prism's example page. So a client can ask "did my
+    earlier request go through?" as it would ask Twilio.
     """
 
     def __init__(
@@ -284,12 +412,18 @@ class FaultProxy:
         paths: tuple[str, ...] = ("/Messages.json",),
         hang_seconds: float = 2.0,
         host: str = "127.0.0.1",
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.upstream = urlsplit(upstream)
         self.paths = paths
         self.hang_seconds = hang_seconds
+        self.clock = clock
+        """Twilio's clock: the creation date of accepted messages."""
         self.exchanges: list[Exchange] = []
+        self.accepted: list[AcceptedMessage] = []
+        """Messages Twilio would have accepted since the last plan(), oldest first."""
         self._plan: list[str | None] = []
+        self._lookups: list[str | None] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, 0), self._handler_class())
         self._server.daemon_threads = True
@@ -301,26 +435,62 @@ class FaultProxy:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def plan(self, *faults: str | None) -> None:
-        """Faults for the next matching requests, in order; then Prism's answers as is."""
+    def plan(self, *faults: str | None, lookups: tuple[str | None, ...] = ()) -> None:
+        """Faults for the next matching requests (`faults`) and Messages list requests
+        (`lookups`), in order; then Prism's answers as is. Starts a new scenario: the
+        exchanges and accepted messages seen so far are forgotten."""
         with self._lock:
             self._plan = list(faults)
+            self._lookups = list(lookups)
             self.exchanges.clear()
+            self.accepted.clear()
 
     def messages_accepted(self) -> int:
         """How many SMS Twilio would have sent so far."""
         with self._lock:
             return sum(1 for exchange in self.exchanges if exchange.accepted_message)
 
-    def _next_fault(self, path: str) -> str | None:
+    def _next_fault(self, method: str, path: str) -> str | None:
         with self._lock:
-            if self._plan and path.split("?", 1)[0].endswith(self.paths):
-                return self._plan.pop(0)
-            return None
+            if not path.split("?", 1)[0].endswith(self.paths):
+                return None
+            queue = self._lookups if _is_list(method, path) else self._plan
+            return queue.pop(0) if queue else None
 
-    def _record(self, exchange: Exchange) -> None:
+    def _record(self, exchange: Exchange, accepted: AcceptedMessage | None = None) -> None:
         with self._lock:
             self.exchanges.append(exchange)
+            if accepted is not None:
+                self.accepted.append(accepted)
+
+    def _accept(
+        self, path: str, body: bytes, status: int, fault: str | None
+    ) -> AcceptedMessage | None:
+        """The message a create makes Twilio send (None if Twilio would not have it)."""
+        if not _is_create("POST", path) or status != 201 or fault not in ACCEPTED_FAULTS:
+            return None
+        return accepted_from_form(body, sid=new_message_sid(), created=self.clock())
+
+    def _answer(
+        self, method: str, path: str, payload: bytes, accepted: AcceptedMessage | None
+    ) -> bytes:
+        """Prism's successful answer, made consistent with the remembered messages."""
+        try:
+            document = json.loads(payload)
+        except ValueError:
+            return payload
+        if not isinstance(document, dict):
+            return payload
+        if accepted is not None:
+            # Just created: queued, not sent yet.
+            created = {**message_json(document, accepted), "status": "queued", "date_sent": None}
+            return json.dumps(created).encode()
+        if _is_list(method, path):
+            with self._lock:
+                remembered = list(self.accepted)
+            query = path.split("?", 1)[1] if "?" in path else ""
+            return json.dumps(messages_page(document, remembered, query)).encode()
+        return payload
 
     def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Any:
         connection = http.client.HTTPConnection(
@@ -350,11 +520,15 @@ class FaultProxy:
                 status, content_type, payload = proxy._forward(
                     self.command, self.path, headers, body
                 )
-                fault = proxy._next_fault(self.path) if 200 <= status < 300 else None
-                if fault in (HANG, LOST_REPLY):
-                    proxy._record(
-                        Exchange(self.command, self.path, status, fault, None, body.decode())
-                    )
+                ok = 200 <= status < 300
+                fault = proxy._next_fault(self.command, self.path) if ok else None
+                accepted = proxy._accept(self.path, body, status, fault) if ok else None
+                if fault in (HANG, LOST_REPLY, RESET):
+                    exchange = Exchange(self.command, self.path, status, fault, None, body.decode())
+                    proxy._record(exchange, accepted)
+                    if fault == RESET:
+                        self._reset()
+                        return
                     time.sleep(proxy.hang_seconds)
                     self.close_connection = True
                     return
@@ -362,14 +536,25 @@ class FaultProxy:
                 if fault is not None:
                     answer, error = TWILIO_ERRORS[fault]
                     content_type, payload = "application/json", json.dumps(error).encode()
+                elif ok:
+                    payload = proxy._answer(self.command, self.path, payload, accepted)
                 proxy._record(
-                    Exchange(self.command, self.path, status, fault, answer, body.decode())
+                    Exchange(self.command, self.path, status, fault, answer, body.decode()),
+                    accepted,
                 )
                 self.send_response(answer)
                 self.send_header("Content-Type", content_type or "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _reset(self) -> None:
+                """Closes the connection with a TCP reset (SO_LINGER 0), answering nothing."""
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.connection.close()  # socketserver's own close later is a no-op
+                self.close_connection = True
 
             do_GET = do_POST = do_DELETE = _proxy
 

@@ -26,7 +26,7 @@ from stacks.python_function import BundledPythonFunction
 
 LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambdas" / "send"
 RETRY_ATTEMPTS = 2
-LAMBDA_TIMEOUT = Duration.seconds(20)
+LAMBDA_TIMEOUT = Duration.seconds(30)
 DLQ_RETENTION = Duration.days(14)
 
 
@@ -119,7 +119,8 @@ class OutboundMessaging(Construct):
             environment=environment,
             log_retention=log_retention,
             removal_policy=removal_policy,
-            # Longer than twice the Twilio client's timeout (connect + read, sender.py).
+            # A reconciling retry makes two Twilio calls (list, then create), each bounded by
+            # the client's timeout for connect and again for read (sender.py): 4 x 6 s < 30 s.
             timeout=LAMBDA_TIMEOUT,
         )
         self.function = self.send.function

@@ -1,4 +1,5 @@
-"""Pure logic of the send Lambda: validate a device's outbound message, classify failures.
+"""Pure logic of the send Lambda: validate a device's outbound message, classify failures,
+recognise a message an earlier, ambiguous attempt already got Twilio to send.
 
 No I/O here (no AWS, no Twilio calls), so every rule is unit-tested without mocks. The
 message contract is in DESIGN.md:
@@ -14,9 +15,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +29,13 @@ MAX_BODY_CHARACTERS = 1600  # Twilio's limit for one message (it splits into seg
 MAX_MEDIA = 10  # Twilio's limit of media per MMS
 MAX_URL_LENGTH = 2048
 MESSAGE_TYPE = "Outgoing"
+# How far before our first attempt Twilio's clock may date the message that attempt created.
+# Lambda's and Twilio's clocks are NTP-synchronised (well under 1 s apart) and Twilio's dates
+# are truncated to the second; a minute covers both, and stays short because a wider window
+# could mistake an identical earlier text (same recipient, same body) for ours.
+RECONCILE_CLOCK_SKEW = timedelta(seconds=60)
+# What Twilio puts before every body sent from a trial account.
+TRIAL_PREFIX = "Sent from your Twilio trial account - "
 
 
 class Reason(StrEnum):
@@ -107,6 +115,11 @@ class OutboundMessage:
         """Unique per device and message: two devices reusing an Id never collide."""
         return f"{self.thing}#{self.id}"
 
+    @property
+    def attempt_marker_id(self) -> str:
+        """Key of the "attempted" marker in the idempotency table (see attempt_marker_id())."""
+        return attempt_marker_id(self.idempotency_key)
+
     def as_record(self) -> dict[str, Any]:
         """The fields that define this message (what a retried delivery must repeat)."""
         return {
@@ -116,6 +129,64 @@ class OutboundMessage:
             "body": self.body,
             "media": list(self.media_urls),
         }
+
+
+def attempt_marker_id(idempotency_key: str) -> str:
+    """Key of the marker saying "a request for this message may have reached Twilio".
+
+    It lives in the idempotency table beside Powertools' records (whose keys start with the
+    function's name), so it needs no table, permission or TTL setting of its own.
+    """
+    return f"attempt#{idempotency_key}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListedMessage:
+    """One message of Twilio's Messages list: only what reconciliation compares."""
+
+    sid: str
+    to: str
+    from_: str
+    body: str
+    num_media: int | None
+    """None when Twilio's answer has no usable count (then it is not compared)."""
+    date_created: datetime | None
+    status: str
+
+
+def find_earlier_send(
+    candidates: Iterable[ListedMessage],
+    *,
+    to: str,
+    from_: str,
+    body: str,
+    media_count: int,
+    first_attempt: datetime,
+    skew: timedelta = RECONCILE_CLOCK_SKEW,
+) -> ListedMessage | None:
+    """The message an earlier attempt got Twilio to accept, or None if Twilio lists none.
+
+    A candidate matches when it goes from `from_` to `to`, has our body (trial accounts
+    prefix it) and, when Twilio gives it, our media count, and was created no earlier than
+    `skew` before our first attempt. Of several matches (the device texted the same words
+    twice), the one created closest to our first attempt is ours.
+    """
+    first = first_attempt.astimezone(UTC).replace(microsecond=0)  # Twilio's resolution
+    matches = [
+        c
+        for c in candidates
+        if c.to == to
+        and c.from_ == from_
+        and c.body in (body, TRIAL_PREFIX + body)
+        and (c.num_media is None or c.num_media == media_count)
+        and c.date_created is not None
+        and c.date_created >= first - skew
+    ]
+    return min(
+        matches,
+        key=lambda c: abs((c.date_created or first) - first),
+        default=None,
+    )
 
 
 def _media_urls(event: Mapping[str, Any]) -> tuple[str, ...]:

@@ -10,7 +10,15 @@ change. Failures follow the issue's contract:
 - any other Twilio 4xx (21211 invalid number...): logged with Twilio's code, written to the
   dead-letter queue by this code, and the invocation succeeds so Lambda does not retry;
 - the same device message (thing + Id) delivered again: at most one SMS (DynamoDB record
-  of Twilio's message SID).
+  of Twilio's message SID);
+- a retry after an ambiguous failure (timeout, connection reset: Twilio may have accepted
+  the request) sends nothing if Twilio already has the message (see _send).
+
+Why reconciliation: Powertools deletes its in-progress record when the function raises, so
+on its own a retry cannot know that the failed attempt may have reached Twilio. Before
+calling Twilio, an "attempted" marker is written to the same table; a retry that finds it
+asks Twilio's Messages list for our message first and records its SID instead of texting
+again.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -29,15 +38,19 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyValidationError
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from botocore.exceptions import BotoCoreError, ClientError
 from outbound import (
     Failure,
+    ListedMessage,
     OutboundMessage,
     Reason,
     Rejected,
     SendSettings,
+    attempt_marker_id,
     classify_status,
     credentials_from_secret,
     dead_letter_record,
+    find_earlier_send,
     parse_message,
 )
 from twilio.base import values
@@ -46,13 +59,17 @@ from twilio.http import HttpClient
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-# Shorter than the Lambda timeout (20 s) even for connect + read: a hung Twilio becomes a
-# retried invocation, not a Lambda timeout.
+# Connect + read of two calls stay within the Lambda timeout (30 s): a hung Twilio becomes
+# a retried invocation, not a Lambda timeout.
 TWILIO_TIMEOUT = 6.0
 SECRET_MAX_AGE = 300
 # Longer than the async event's maximum age (6 h), so every retry of an event finds it.
 IDEMPOTENCY_TTL = 24 * 3600
 PERMANENT_CONDITION = "PermanentTwilioError"
+# Messages between one number and one recipient that reconciliation reads (one page,
+# newest first): the device would have to text that person more often within the few
+# minutes of Lambda's retries for ours to fall off it.
+RECONCILE_PAGE_SIZE = 50
 
 logger = Logger(service="send")
 # twilio's client logs each request at INFO; keep it quiet (URLs carry the account SID).
@@ -60,6 +77,12 @@ _twilio_logger = logging.getLogger("twilio.http_client")
 _twilio_logger.setLevel(logging.WARNING)
 
 HttpClientFactory = Callable[[float], HttpClient]
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The production clock."""
+    return datetime.now(UTC)
 
 
 def default_http_client(timeout: float) -> HttpClient:
@@ -95,6 +118,7 @@ class SendRuntime:
         sqs_client: Any,
         http_client_factory: HttpClientFactory = default_http_client,
         twilio_timeout: float = TWILIO_TIMEOUT,
+        clock: Clock = utc_now,
     ) -> None:
         self.settings = settings
         self._secret_name = secret_name
@@ -103,6 +127,9 @@ class SendRuntime:
         self._sqs = sqs_client
         self._http_client_factory = http_client_factory
         self._twilio_timeout = twilio_timeout
+        self._clock = clock
+        self._table_name = table_name
+        self._dynamodb = dynamodb_client
         self._client: tuple[tuple[str, str], Client] | None = None
         self._idempotency = IdempotencyConfig(
             event_key_jmespath="key",
@@ -173,14 +200,37 @@ class SendRuntime:
         except TransientTwilioError as error:
             logger.warning("Twilio failed for now: retrying", extra={**where, "error": str(error)})
             raise
-        logger.info("sent", extra={**where, "sid": result["sid"]})
+        reconciled = bool(result.get("reconciled"))
+        logger.info("sent", extra={**where, "sid": result["sid"], "reconciled": reconciled})
         return {"outcome": "sent", **result}
 
-    def _send(self, record: dict[str, Any]) -> dict[str, str]:
-        """Calls Twilio's Messages API once (wrapped by the idempotency utility)."""
+    def _send(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Sends the message through Twilio once (wrapped by the idempotency utility).
+
+        Powertools already keeps concurrent deliveries of one message out of here. The
+        marker is written before Twilio is called, so it survives anything that can end
+        the attempt (timeout, reset, even a crash or Lambda's own timeout). It is deleted
+        only when Twilio answered with an error, which means Twilio did not take the
+        message; after a success it is left to its TTL, so a retry still finds it should
+        saving Powertools' record fail.
+        """
+        twilio = self.twilio()  # credentials first: no marker for an attempt never made
+        first_attempt = self._mark_attempt(record["key"])
+        if first_attempt is not None:
+            earlier = self._earlier_send(twilio, record, first_attempt)
+            if earlier is not None:
+                logger.info(
+                    "reconciled: Twilio already has this message, not sent again",
+                    extra={**_key_fields(record["key"]), "sid": earlier.sid},
+                )
+                return {"sid": earlier.sid, "status": earlier.status, "reconciled": True}
+            logger.info(
+                "an earlier attempt reached no message at Twilio: sending",
+                extra=_key_fields(record["key"]),
+            )
         media = record["media"]
         try:
-            sent = self.twilio().messages.create(
+            sent = twilio.messages.create(
                 to=record["to"],
                 from_=record["from"],
                 body=record["body"] or values.unset,
@@ -188,14 +238,89 @@ class SendRuntime:
                 status_callback=self.settings.status_callback_url or values.unset,
             )
         except TwilioRestException as error:
+            # Twilio answered, so it did not take the message: no retry needs to look for it
+            # (unless an earlier attempt's marker says otherwise).
+            if first_attempt is None:
+                self._forget_attempt(record["key"])
             if classify_status(error.status) is Failure.TRANSIENT:
                 raise TransientTwilioError(f"Twilio answered {error.status}") from error
             code = error.code if isinstance(error.code, int) else None
             raise PermanentTwilioError(error.status, code) from error
         except requests.RequestException as error:
-            # Timeout or connection error: Twilio may not have the message; try again.
-            raise TransientTwilioError(type(error).__name__) from error
+            # Timeout or connection error: Twilio may or may not have the message. The marker
+            # stays, so the retry asks Twilio before sending again.
+            raise TransientTwilioError(
+                f"{type(error).__name__}; Twilio may have accepted it"
+            ) from error
         return {"sid": str(sent.sid), "status": str(sent.status)}
+
+    def _mark_attempt(self, key: str) -> datetime | None:
+        """Records that an attempt is about to call Twilio; returns when the first attempt
+        started if an earlier one may have reached Twilio, else None.
+
+        One conditional write does both: it creates the marker unless a live one exists, and
+        when one does, DynamoDB hands it back with the refusal. An expired marker (TTL
+        deletion lags by up to two days) counts as none.
+        """
+        now = self._clock()
+        try:
+            self._dynamodb.put_item(
+                TableName=self._table_name,
+                Item={
+                    "id": {"S": attempt_marker_id(key)},
+                    "first_attempt": {"N": f"{now.timestamp():.3f}"},
+                    "expiration": {"N": str(int(now.timestamp()) + IDEMPOTENCY_TTL)},
+                },
+                ConditionExpression="attribute_not_exists(id) OR expiration < :now",
+                ExpressionAttributeValues={":now": {"N": str(int(now.timestamp()))}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except self._dynamodb.exceptions.ConditionalCheckFailedException as refused:
+            old = refused.response.get("Item", {})
+            started = old.get("first_attempt", {}).get("N")
+            # A marker without a readable time (written by hand?): assume the oldest
+            # possible attempt, so nothing Twilio lists is excluded by date.
+            seconds = float(started) if started else now.timestamp() - IDEMPOTENCY_TTL
+            return datetime.fromtimestamp(seconds, UTC)
+        return None
+
+    def _forget_attempt(self, key: str) -> None:
+        """Deletes the marker; a failure only costs a retry one Messages list request."""
+        try:
+            self._dynamodb.delete_item(
+                TableName=self._table_name, Key={"id": {"S": attempt_marker_id(key)}}
+            )
+        except (BotoCoreError, ClientError) as error:
+            logger.warning(
+                "could not delete the attempt marker",
+                extra={**_key_fields(key), "error": type(error).__name__},
+            )
+
+    def _earlier_send(
+        self, twilio: Client, record: dict[str, Any], first_attempt: datetime
+    ) -> ListedMessage | None:
+        """The message an earlier attempt got Twilio to accept, if Twilio lists one.
+
+        Filtered by To and From only: Twilio's date filter is on DateSent, which a message
+        still queued does not have yet, so dates are compared here, on DateCreated.
+        """
+        try:
+            listed = twilio.messages.list(
+                to=record["to"], from_=record["from"], limit=RECONCILE_PAGE_SIZE
+            )
+        except (TwilioRestException, requests.RequestException) as error:
+            # Never send blind: without Twilio's answer a retry must ask again.
+            raise TransientTwilioError(
+                f"could not list Twilio's messages: {type(error).__name__}"
+            ) from error
+        return find_earlier_send(
+            (_listed(message) for message in listed),
+            to=record["to"],
+            from_=record["from"],
+            body=record["body"],
+            media_count=len(record["media"]),
+            first_attempt=first_attempt,
+        )
 
     def _dead_letter(self, event: Any, context: Any, error: PermanentTwilioError) -> None:
         record = dead_letter_record(
@@ -222,6 +347,30 @@ class SendRuntime:
             extra={**where, "reason": str(rejected.reason), "detail": rejected.detail},
         )
         return {"outcome": "rejected", "reason": str(rejected.reason)}
+
+
+def _listed(message: Any) -> ListedMessage:
+    """A twilio MessageInstance as the pure matcher reads it."""
+    try:
+        num_media: int | None = int(message.num_media)
+    except (TypeError, ValueError):
+        num_media = None
+    created = message.date_created
+    return ListedMessage(
+        sid=str(message.sid),
+        to=str(message.to or ""),
+        from_=str(message.from_ or ""),
+        body=str(message.body or ""),
+        num_media=num_media,
+        date_created=created if isinstance(created, datetime) else None,
+        status=str(message.status),
+    )
+
+
+def _key_fields(key: str) -> dict[str, str]:
+    """The thing and the device's Id of an idempotency key (thing names have no `#`)."""
+    thing, _, message_id = key.partition("#")
+    return {"thing": thing, "message_id": message_id[:128]}
 
 
 def _log_keys(event: Any) -> dict[str, Any]:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,7 @@ def build_runtime(
     allow_list: frozenset[str] = frozenset(),
     status_callback_url: str | None = None,
     timeout: float = CLIENT_TIMEOUT,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> SendRuntime:
     """A SendRuntime on the stand-ins, its Twilio requests sent to `twilio_url`."""
     return SendRuntime(
@@ -140,6 +142,7 @@ def build_runtime(
         sqs_client=aws.sqs,
         http_client_factory=lambda t: LoopbackHttpClient(twilio_url, timeout=t),
         twilio_timeout=timeout,
+        clock=clock,
     )
 
 
@@ -177,8 +180,11 @@ class FaultCase:
 
     name: str
     faults: tuple[str | None, ...]
+    """Faults of the Messages creates, in order (see FaultProxy.plan)."""
     deliveries: int = 1
     """How many times the same event is delivered (a duplicate delivery is 2)."""
+    lookups: tuple[str | None, ...] = ()
+    """Faults of the Messages list requests that reconciliation makes."""
 
 
 FAULT_CASES = (
@@ -186,13 +192,21 @@ FAULT_CASES = (
     FaultCase("500 once", ("500",)),
     FaultCase("503 once", ("503",)),
     FaultCase("429 once", ("429",)),
-    FaultCase("timeout once (Twilio hung)", ("hang",)),
+    FaultCase("timeout, Twilio never got it", ("hang",)),
     FaultCase("500 every time", ("500", "500", "500")),
     FaultCase("timeout every time", ("hang", "hang", "hang")),
     FaultCase("400 code 21211", ("21211",)),
     FaultCase("same Id delivered twice", (), deliveries=2),
     FaultCase("same Id twice, 500 on the first", ("500", "500", "500"), deliveries=2),
     FaultCase("timeout after Twilio accepted", ("lost-reply",)),
+    FaultCase("reset after Twilio accepted", ("reset",)),
+    FaultCase("timeout, then 500 on the re-send", ("hang", "500")),
+    FaultCase("timeout after accept, list fails once", ("lost-reply",), lookups=("500",)),
+    FaultCase(
+        "timeout after accept, list always fails",
+        ("lost-reply",),
+        lookups=("503", "hang"),
+    ),
 )
 
 
@@ -215,7 +229,7 @@ def run_fault_case(
     case: FaultCase, runtime: SendRuntime, aws: AwsStandIns, proxy: FaultProxy, message_id: str
 ) -> FaultRow:
     """Plans the faults, delivers the event (once or more), and counts what Twilio sent."""
-    proxy.plan(*case.faults)
+    proxy.plan(*case.faults, lookups=case.lookups)
     payload = event(slug(message_id))
     deliveries = [deliver_async(runtime, aws, payload) for _ in range(case.deliveries)]
     return FaultRow(case, deliveries, aws.dead_letters(), proxy.messages_accepted())
@@ -225,10 +239,12 @@ def describe(row: FaultRow) -> str:
     """A short account of a row, for the fault table."""
     parts = []
     for delivery in row.deliveries:
+        result = delivery.result or {}
         outcome = (
             "Lambda's DLQ after retries"
             if delivery.dead_lettered_by_lambda
-            else (delivery.result or {}).get("outcome", "?")
+            else str(result.get("outcome", "?"))
+            + (" (reconciled)" if result.get("reconciled") else "")
         )
         parts.append(f"{delivery.invocations} invocation(s) -> {outcome}")
     codes = [

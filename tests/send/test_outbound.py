@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,13 +14,18 @@ from tests.send.scenarios import SENDER, THING, event
 
 from outbound import (  # isort: skip  (lambdas/send is put on sys.path by scenarios)
     MAX_BODY_CHARACTERS,
+    RECONCILE_CLOCK_SKEW,
+    TRIAL_PREFIX,
     Failure,
+    ListedMessage,
     Reason,
     Rejected,
     SendSettings,
     classify_status,
     credentials_from_secret,
+    attempt_marker_id,
     dead_letter_record,
+    find_earlier_send,
     is_https_url,
     parse_message,
 )
@@ -194,3 +200,74 @@ def test_any_payload_is_either_a_valid_message_or_rejected(payload: dict[str, An
         return
     assert message.from_ in (SENDER, "+15555550101")
     assert message.body or message.media_urls
+
+
+# -- Reconciliation: recognising the message an earlier attempt got Twilio to send ----------
+
+FIRST_ATTEMPT = datetime(2025, 3, 1, 12, 0, 0, 700_000, tzinfo=UTC)
+CREATED = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)  # Twilio's dates: to the second
+OURS = ListedMessage(
+    sid="SM" + "1" * 32,
+    to="+15551234567",
+    from_=SENDER,
+    body="hello",
+    num_media=0,
+    date_created=CREATED,
+    status="sent",
+)
+
+
+def earlier(*candidates: ListedMessage, media_count: int = 0) -> ListedMessage | None:
+    return find_earlier_send(
+        candidates,
+        to="+15551234567",
+        from_=SENDER,
+        body="hello",
+        media_count=media_count,
+        first_attempt=FIRST_ATTEMPT,
+    )
+
+
+def test_the_marker_key_is_per_device_and_id() -> None:
+    message = parse_message(event("abc"), SETTINGS)
+    assert message.attempt_marker_id == attempt_marker_id(message.idempotency_key)
+    assert message.attempt_marker_id == f"attempt#{THING}#abc"
+
+
+def test_our_message_is_found_despite_twilios_second_resolution() -> None:
+    assert earlier(OURS) == OURS
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        replace(OURS, body="hello!"),
+        replace(OURS, to="+15557654321"),
+        replace(OURS, from_="+15555550101"),
+        replace(OURS, num_media=1),
+        replace(OURS, date_created=None),
+        replace(OURS, date_created=FIRST_ATTEMPT - RECONCILE_CLOCK_SKEW - timedelta(seconds=2)),
+    ],
+    ids=["body", "to", "from", "media", "no-date", "before-skew"],
+)
+def test_a_message_that_differs_is_not_ours(other: ListedMessage) -> None:
+    assert earlier(other) is None
+
+
+def test_twilios_clock_may_be_behind_by_the_skew() -> None:
+    behind = replace(OURS, date_created=FIRST_ATTEMPT - RECONCILE_CLOCK_SKEW + timedelta(seconds=1))
+    assert earlier(behind) == behind
+
+
+def test_a_trial_accounts_prefix_and_an_unknown_media_count_still_match() -> None:
+    trial = replace(OURS, body=TRIAL_PREFIX + "hello", num_media=None)
+    assert earlier(trial) == trial
+    assert earlier(replace(OURS, num_media=2), media_count=2) is not None
+
+
+def test_of_identical_texts_the_one_closest_to_the_first_attempt_is_ours() -> None:
+    before = replace(OURS, sid="SM" + "0" * 32, date_created=CREATED - timedelta(seconds=30))
+    retry = replace(OURS, sid="SM" + "2" * 32, date_created=CREATED + timedelta(minutes=2))
+    assert earlier(retry, before, OURS) == OURS
+    assert earlier(before, retry) == before  # 30 s before is closer than 2 min after
+    assert earlier() is None

@@ -1,0 +1,45 @@
+"""How the local loop starts its helper processes, so none outlives it.
+
+Each child gets its own session, so the terminal's Ctrl-C reaches only the loop, which then
+stops every child in order. On Linux each child also asks the kernel for SIGTERM when the
+loop's thread that started it exits (`PR_SET_PDEATHSIG`), so a loop that is killed without
+cleaning up leaves nothing behind. That request is made by a tiny launcher, run as
+`python loop/processes.py COMMAND...`, which then `exec`s the command: `preexec_fn` would
+do it in the forked child, which is unsafe in a process with threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+PR_SET_PDEATHSIG = 1  # prctl option: signal this process when its parent thread exits
+
+
+def child_command(command: list[str]) -> list[str]:
+    """`command`, run through the launcher where the platform supports it."""
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, str(Path(__file__).resolve()), *command]
+
+
+def child_options() -> dict[str, Any]:
+    """Keyword arguments for `subprocess.Popen` of a loop helper process."""
+    return {"start_new_session": True}
+
+
+def main() -> None:
+    """The launcher: die with the parent, then become the command."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent already died before prctl took effect
+        sys.exit(1)
+    os.execvp(sys.argv[1], sys.argv[1:])  # noqa: S606 (an argument list, never a shell)
+
+
+if __name__ == "__main__":
+    main()
