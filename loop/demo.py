@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--media", action="append", default=[], help="an MMS media URL")
     parser.add_argument("--env", default="dev", help="environment of cdk.json (default: dev)")
     args = parser.parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # hops appear as they happen, piped too
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)  # a closed terminal stops as cleanly too
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,25 @@ def synthesize(env: str, outdir: Path, **extra_context: Any) -> tuple[Any, Path]
 
 
 def synthesized_template(env: str, outdir: Path) -> dict[str, Any]:
-    """The template of `env` as a dict."""
-    _, path = synthesize(env, outdir)
+    """The template of `env` as a dict, synthesized in a child process.
+
+    A child process, so that jsii's Node kernel lives only as long as the synthesis: the
+    local loop runs for long and is stopped with Ctrl-C, which would otherwise reach that
+    kernel too and make its exit noisy.
+    """
+    script = (
+        "import sys; from pathlib import Path; from loop.stack import synthesize; "
+        "print(synthesize(sys.argv[1], Path(sys.argv[2]))[1])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, env, str(outdir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"synthesizing {env} failed:\n{result.stderr[-3000:]}")
+    path = Path(result.stdout.strip().splitlines()[-1])
     template: dict[str, Any] = json.loads(path.read_text())
     return template
