@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
-from loop.broker import free_port
+from loop.processes import free_port
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"  # moto's default account

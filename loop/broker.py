@@ -18,17 +18,9 @@ from pathlib import Path
 from types import TracebackType
 
 from loop.certs import Identity, LocalCA
-from loop.processes import child_command, child_options
+from loop.processes import child_command, child_options, free_port, stop_process
 
 CLOUD_USER = "cloud"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def mosquitto_binary() -> str:
@@ -111,13 +103,7 @@ class Broker:
 
     def close(self) -> None:
         """Stops the broker and waits for it."""
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        stop_process(self._process)
         self._log.close()
 
     def __enter__(self) -> Broker:

@@ -15,6 +15,8 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
+from loop.processes import child_command, child_options, stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = Path(__file__).resolve().parent / "micropython_repl_server.mjs"
 PORT_PACKAGE = ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
@@ -51,10 +53,13 @@ class MicroPythonRepl:
         if not available():
             raise ReplServerError("node or the MicroPython WebAssembly port is missing (npm ci)")
         process = subprocess.Popen(
-            ["node", str(SERVER), "--host", self.host, "--port", str(self.requested_port)],
+            child_command(
+                ["node", str(SERVER), "--host", self.host, "--port", str(self.requested_port)]
+            ),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            **child_options(),
         )
         self._process = process
         line: list[str] = []
@@ -76,12 +81,7 @@ class MicroPythonRepl:
         self.port = None
         if process is None:
             return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()

@@ -39,7 +39,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from loop.processes import child_command, child_options
+from loop.processes import child_command, child_options, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 PRISM_BIN = ROOT / "node_modules" / ".bin" / "prism"
@@ -53,14 +53,6 @@ DEFAULT_STARTUP_TIMEOUT = 60.0
 
 class PrismError(RuntimeError):
     """Prism could not be started (missing binary or spec, exited early, never listened)."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class PrismServer:
@@ -146,13 +138,8 @@ class PrismServer:
     def stop(self) -> None:
         """Stops Prism (terminate, then kill after 5 s); safe to call twice."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        if process is not None:
+            stop_process(process)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -10,7 +10,6 @@ from aws_cdk import (
     Duration,
     RemovalPolicy,
     Stack,
-    aws_dynamodb,
     aws_iam,
     aws_iot,
     aws_lambda,
@@ -21,6 +20,7 @@ from aws_cdk import (
 from constructs import Construct
 
 from stacks.device_fleet import outbound_topic
+from stacks.idempotency import idempotency_table
 from stacks.nag import acknowledge
 from stacks.python_function import BundledPythonFunction
 
@@ -87,16 +87,8 @@ class OutboundMessaging(Construct):
                 "or the rule's error action); a dead-letter queue of it would only move the "
                 "problem. An alarm fires when it holds a message.",
             )
-        self.idempotency_table = aws_dynamodb.Table(
-            self,
-            "IdempotencyTable",
-            partition_key=aws_dynamodb.Attribute(name="id", type=aws_dynamodb.AttributeType.STRING),
-            billing_mode=aws_dynamodb.BillingMode.PAY_PER_REQUEST,
-            time_to_live_attribute="expiration",
-            point_in_time_recovery_specification=aws_dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            removal_policy=removal_policy,
+        self.idempotency_table = idempotency_table(
+            self, "IdempotencyTable", removal_policy=removal_policy
         )
         environment = {
             "TOPIC_PREFIX": topic_prefix,

@@ -6,9 +6,10 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy, aws_apigateway, aws_dynamodb, aws_logs
+from aws_cdk import Duration, RemovalPolicy, aws_apigateway, aws_logs
 from constructs import Construct
 
+from stacks.idempotency import idempotency_table
 from stacks.nag import acknowledge
 from stacks.python_function import BundledPythonFunction
 
@@ -53,16 +54,8 @@ class WebhookApi(Construct):
         throttle_burst_limit: int,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.idempotency_table = aws_dynamodb.Table(
-            self,
-            "IdempotencyTable",
-            partition_key=aws_dynamodb.Attribute(name="id", type=aws_dynamodb.AttributeType.STRING),
-            billing_mode=aws_dynamodb.BillingMode.PAY_PER_REQUEST,
-            time_to_live_attribute="expiration",
-            point_in_time_recovery_specification=aws_dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            removal_policy=removal_policy,
+        self.idempotency_table = idempotency_table(
+            self, "IdempotencyTable", removal_policy=removal_policy
         )
         self.receive = BundledPythonFunction(
             self,
