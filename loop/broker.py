@@ -64,6 +64,7 @@ class Broker:
                     "log_type error",
                     "log_type warning",
                     "max_queued_messages 10000",
+                    "set_tcp_nodelay true",  # small MQTT packets: no Nagle delay
                     f"listener {self.port} 127.0.0.1",
                     f"cafile {self.ca.cert_path}",
                     f"certfile {server.cert}",

@@ -27,6 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from loop.certs import Identity
 from loop.lambda_runtime import LambdaError, LocalFunction
+from loop.processes import no_delay
 
 RULE_SQL = re.compile(
     r"^SELECT\s+(?P<select>.+?)\s+FROM\s+'(?P<topic>[^']+)'(?:\s+WHERE\s+(?P<where>.+))?$",
@@ -56,6 +57,7 @@ class CloudClient:
         connected = threading.Event()
         self.client.on_connect = lambda *args: connected.set()
         self.client.connect("127.0.0.1", port, keepalive=30)
+        no_delay(self.client.socket())
         self.client.loop_start()
         if not connected.wait(10):
             raise RuntimeError(f"{client_id} could not connect to the local broker")
@@ -81,6 +83,7 @@ class IotDataStandIn:
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True  # one small reply, sent at once
             def do_POST(self) -> None:
                 url = urllib.parse.urlsplit(self.path)
                 if not url.path.startswith("/topics/"):

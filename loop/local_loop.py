@@ -393,13 +393,15 @@ class LocalLoop:
             if request.accepted
         ]
 
-    def wait_for(self, condition: Callable[[], object], timeout: float = 20.0) -> bool:
-        """Polls `condition` until truthy or `timeout`; returns whether it became truthy."""
+    def wait_for(
+        self, condition: Callable[[], object], timeout: float = 20.0, poll: float = 0.02
+    ) -> bool:
+        """Polls `condition` every `poll` s until truthy or `timeout`; returns whether it was."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if condition():
                 return True
-            time.sleep(0.02)
+            time.sleep(poll)
         return bool(condition())
 
     def dead_letters(self) -> list[dict[str, Any]]:

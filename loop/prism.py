@@ -495,6 +495,9 @@ class FaultProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body leave in two writes: without TCP_NODELAY, Nagle's algorithm
+            # and the client's delayed ACK hold the body back ~40 ms.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: tests read `exchanges` instead."""

@@ -42,6 +42,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def no_delay(sock: Any) -> None:
+    """Turns Nagle's algorithm off on a TCP socket (paho leaves it on): small MQTT packets
+    would otherwise wait ~40 ms for the peer's delayed ACK."""
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def stop_process(process: subprocess.Popen[Any], timeout: float = 5.0) -> None:
     """Terminates `process`, kills it if it has not exited after `timeout`, reaps it."""
     if process.poll() is None:

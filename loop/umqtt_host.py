@@ -19,6 +19,8 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from loop.processes import no_delay
+
 ACK_TIMEOUT_S = 10.0
 
 
@@ -96,6 +98,7 @@ class MQTTClient:
         except Exception as error:  # paho raises ValueError/ssl errors for bad settings
             self._paho = None
             raise OSError(str(error)) from error
+        no_delay(client.socket())
         self._wait(lambda: self._connack is not None, "CONNACK")
         assert self._connack is not None
         session_present, code = self._connack

@@ -66,6 +66,9 @@ class WebhookEndpoint:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body leave in two writes: without TCP_NODELAY, Nagle's algorithm
+            # and the client's delayed ACK hold the body back ~40 ms.
+            disable_nagle_algorithm = True
 
             def do_POST(self) -> None:
                 self._answer("POST")
