@@ -84,6 +84,7 @@ class IotDataStandIn:
 
         class Handler(BaseHTTPRequestHandler):
             disable_nagle_algorithm = True  # one small reply, sent at once
+
             def do_POST(self) -> None:
                 url = urllib.parse.urlsplit(self.path)
                 if not url.path.startswith("/topics/"):

@@ -37,11 +37,13 @@ def send_and_show(loop: LocalLoop, body: str, media: list[str]) -> bool:
     if response.status != 200:
         print(f"The webhook answered {response.status}: {response.body}")
         return False
-    if not loop.wait_for(lambda: len(loop.sent_messages()) > before, timeout=20):
+    if not loop.wait_for(lambda: len(loop.sent_messages()) > before, timeout=20, poll=0.001):
         print("No reply reached the mock Twilio within 20 s (see the logs in the work folder).")
         return False
+    elapsed = (time.monotonic() - loop.trace.started) * 1000
     reply = loop.sent_messages()[-1]
-    elapsed = loop.trace.hops[-1].at * 1000 if loop.trace.hops else 0.0
+    # Let the send Lambda's own hop (it returns after Twilio answered) print first.
+    loop.wait_for(lambda: any(h.where == "send → Twilio" for h in loop.trace.hops), timeout=5)
     print(
         f"\nTwilio (mock) received, {elapsed:.0f} ms after the text was sent:\n"
         f"  From {mask(reply.get('From', ''))}  To {mask(reply.get('To', ''))}\n"

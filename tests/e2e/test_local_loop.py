@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from loop.cloud import tls_context
 from loop.device_host import board_app
 from loop.local_loop import SENDER_PHONE, LocalLoop
+from loop.umqtt_host import MQTTClient
 
 pytestmark = pytest.mark.e2e
 THING = "dev-reverser"
@@ -182,7 +184,16 @@ def test_a_transient_twilio_error_is_retried_and_sent_once(loop: LocalLoop) -> N
 
 def test_a_device_message_that_is_not_json_goes_to_the_rule_error_queue(loop: LocalLoop) -> None:
     before = len(loop.rule_errors())
-    loop.devices[THING].device.c.publish(b"sms/dev-reverser/outbound", b"not json {", False, 1)
+    # A second connection with the device's certificate (the device's own client belongs
+    # to the firmware's thread; paho clients are not shared between threads).
+    identity = loop.broker.identity(THING)
+    context = tls_context(str(loop.broker.ca.cert_path), identity)
+    rogue = MQTTClient(f"{THING}-test", "127.0.0.1", loop.broker.port, keepalive=30, ssl=context)
+    rogue.connect()
+    try:
+        rogue.publish(b"sms/dev-reverser/outbound", b"not json {", False, 1)
+    finally:
+        rogue.disconnect()
     assert loop.wait_for(lambda: len(loop.rule_errors()) > before)
     record = loop.rule_errors()[-1]
     assert record["topic"] == "sms/dev-reverser/outbound"
