@@ -2,7 +2,8 @@
 
 Clients authenticate with certificates from `LocalCA`; the certificate's common name is the
 MQTT user name, and an ACL gives each device the same topics the IoT policy gives it:
-read its own inbound topic, write its own outbound and shadow topics. The cloud side (the
+read its own inbound topic, write its own outbound and shadow topics (the lines are derived
+from the synthesized IoT policy, see `acl_from_iot_policy`). The cloud side (the
 IoT data stand-in and the rules-engine router) connects as user `cloud`.
 """
 
@@ -14,13 +15,16 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from loop.certs import Identity, LocalCA
 from loop.processes import child_command, child_options, free_port, stop_process
 
 CLOUD_USER = "cloud"
+THING_VARIABLE = "${iot:Connection.Thing.ThingName}"
 
 
 def mosquitto_binary() -> str:
@@ -34,22 +38,49 @@ def mosquitto_binary() -> str:
     return found
 
 
+def acl_from_iot_policy(document: Mapping[str, Any], resolve: Callable[[Any], str]) -> list[str]:
+    """mosquitto ACL patterns that grant what an AWS IoT policy grants a device.
+
+    `iot:Receive` on `topic/T` becomes `pattern read T`, `iot:Publish` `pattern write T`,
+    with the policy variable `${iot:Connection.Thing.ThingName}` as mosquitto's `%u` (the
+    certificate's common name, which is the thing name here). Subscribing needs no line of
+    its own: mosquitto checks reads on delivery. `resolve` turns a resource into a string.
+    """
+    modes = {"iot:Receive": "read", "iot:Publish": "write"}
+    lines: list[str] = []
+    for statement in document["Statement"]:
+        if statement.get("Effect") != "Allow":
+            raise ValueError("only Allow statements can be expressed as mosquitto patterns")
+        actions = (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+        raw = (
+            statement["Resource"]
+            if isinstance(statement["Resource"], list)
+            else [statement["Resource"]]
+        )
+        for action in actions:
+            if action not in modes:
+                continue
+            for resource in raw:
+                arn = resolve(resource)
+                topic = arn.split(":topic/", 1)[1]
+                lines.append(f"pattern {modes[action]} {topic.replace(THING_VARIABLE, '%u')}")
+    return lines
+
+
 class Broker:
     """Runs mosquitto with TLS client authentication and per-device ACLs until closed."""
 
-    def __init__(self, directory: Path, topic_prefix: str = "sms") -> None:
+    def __init__(self, directory: Path, device_acl: Sequence[str]) -> None:
+        """`device_acl`: mosquitto ACL lines (`pattern read|write TOPIC`, `%u` = the thing)
+        for every device, usually `acl_from_iot_policy` of the stack's device policy."""
         self.directory = directory
         self.ca = LocalCA(directory / "pki")
         self.port = free_port()
-        self.topic_prefix = topic_prefix
         server = self.ca.issue("localhost", server=True)
         acl = directory / "acl"
-        acl.write_text(
-            f"user {CLOUD_USER}\ntopic readwrite #\n\n"
-            f"pattern read {topic_prefix}/%u/inbound\n"
-            f"pattern write {topic_prefix}/%u/outbound\n"
-            "pattern write $aws/things/%u/shadow/update\n"
-        )
+        acl.write_text(f"user {CLOUD_USER}\ntopic readwrite #\n\n" + "\n".join(device_acl) + "\n")
         config = directory / "mosquitto.conf"
         # Run as ourselves: as root mosquitto drops to user `mosquitto`, which cannot read
         # certificates in a private temporary folder.

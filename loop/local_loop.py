@@ -36,7 +36,7 @@ from twilio.request_validator import RequestValidator
 
 from loop.apigw_vtl import HttpResponse
 from loop.aws_local import REGION, LocalResources, MotoServer, find_by_path
-from loop.broker import CLOUD_USER, Broker
+from loop.broker import CLOUD_USER, Broker, acl_from_iot_policy
 from loop.cloud import CloudClient, IotDataStandIn, RuleQuery, RuleRouter, tls_context
 from loop.device_host import HostDevice
 from loop.lambda_runtime import LambdaError, LocalFunction
@@ -133,12 +133,6 @@ class LocalLoop:
         self.template = synthesized_template(env, workdir / "cdk.out")
         resources = self.template["Resources"]
 
-        self.broker = Broker(workdir / "broker", self.settings.topic_prefix)
-        self._closers.append(self.broker.close)
-        cloud_tls = tls_context(str(self.broker.ca.cert_path), self.broker.identity(CLOUD_USER))
-        self.cloud = CloudClient(self.broker.port, cloud_tls, "local-iot-core")
-        self._closers.append(self.cloud.close)
-
         self.moto = MotoServer()
         self._closers.append(self.moto.close)
         self.aws = LocalResources(self.moto, self.template)
@@ -148,6 +142,16 @@ class LocalLoop:
             secret["Properties"]["Name"],
             {"account_sid": TEST_ACCOUNT_SID, "auth_token": self.auth_token},
         )
+
+        policy = next(r for r in resources.values() if r["Type"] == "AWS::IoT::Policy")
+        self.device_acl = acl_from_iot_policy(
+            policy["Properties"]["PolicyDocument"], lambda value: str(self.aws.resolve(value))
+        )
+        self.broker = Broker(workdir / "broker", self.device_acl)
+        self._closers.append(self.broker.close)
+        cloud_tls = tls_context(str(self.broker.ca.cert_path), self.broker.identity(CLOUD_USER))
+        self.cloud = CloudClient(self.broker.port, cloud_tls, "local-iot-core")
+        self._closers.append(self.cloud.close)
 
         self.iot_data = IotDataStandIn(self.cloud, on_publish=self._on_inbound_publish)
         self._closers.append(self.iot_data.close)

@@ -214,3 +214,30 @@ def test_200_concurrent_webhooks_give_200_replies_none_lost_none_doubled(
     assert set(sent.values()) == {1}
     received = Counter(m["Body"] for m in loop.received[THING] if m["Body"] in set(bodies))
     assert set(received.values()) == {1}
+
+
+def test_the_broker_grants_devices_what_the_iot_policy_grants(loop: LocalLoop) -> None:
+    assert sorted(loop.device_acl) == [
+        "pattern read sms/%u/inbound",
+        "pattern write $aws/things/%u/shadow/update",
+        "pattern write sms/%u/outbound",
+    ]
+
+
+def test_a_device_cannot_publish_to_an_inbound_topic(loop: LocalLoop) -> None:
+    body = f"injected {tag()}"
+    payload = json.dumps(
+        {"Type": "Incoming", "Id": "SMforged", "From": SENDER_PHONE, "To": "+1", "Body": body,
+         "Media": []}
+    ).encode()  # fmt: skip
+    context = tls_context(str(loop.broker.ca.cert_path), loop.broker.identity(THING))
+    rogue = MQTTClient(f"{THING}-rogue", "127.0.0.1", loop.broker.port, keepalive=30, ssl=context)
+    rogue.connect()
+    try:
+        rogue.publish(f"sms/{THING}/inbound".encode(), payload, False, 1)
+    finally:
+        rogue.disconnect()
+    genuine = f"after injection {tag()}"
+    assert loop.text(genuine).status == 200
+    assert loop.wait_for(lambda: replies_to(loop, {genuine}))
+    assert not any(m["Body"] == body for m in loop.received[THING])
