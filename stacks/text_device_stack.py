@@ -149,7 +149,7 @@ class TextDeviceStack(Stack):
         )
         account = "<AWS::AccountId>" if Token.is_unresolved(self.account) else self.account
         acknowledge(
-            receive,
+            self.webhook.receive,  # the function and its role: wherever CDK puts the policy
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:{self.region}:{account}:"
             f"topic/{settings.topic_prefix}/*/inbound]",
             "The wildcard is the thing-name level only: the receive Lambda publishes to "
