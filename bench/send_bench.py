@@ -13,7 +13,8 @@
   twilio `messages.create` against the same Prism, so the ratio is what the Lambda adds;
 - fault table: every fault of tests/send/scenarios.FAULT_CASES through the fault proxy,
   which remembers the messages Twilio would have accepted and lists them, so a retry after
-  an ambiguous failure (timeout, reset) reconciles instead of texting twice.
+  an ambiguous failure (timeout, reset, a 5xx after Twilio accepted) reconciles instead of
+  texting twice.
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ class MotoServer:
         return client
 
     def close(self) -> None:
+        """Stops the server."""
         self._server.stop()
 
 

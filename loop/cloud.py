@@ -70,6 +70,7 @@ class CloudClient:
             raise OSError(f"publish to the local broker failed: {paho.error_string(info.rc)}")
 
     def close(self) -> None:
+        """Disconnects and stops the network thread."""
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -77,7 +78,9 @@ class CloudClient:
 class IotDataStandIn:
     """HTTP server speaking the `iot-data` Publish API, publishing to the local broker."""
 
-    def __init__(self, cloud: CloudClient, on_publish: Callable[[str, bytes], None] | None = None):
+    def __init__(
+        self, cloud: CloudClient, on_publish: Callable[[str, bytes], None] | None = None
+    ) -> None:
         self.cloud = cloud
         self.on_publish = on_publish
         stand_in = self
@@ -119,6 +122,7 @@ class IotDataStandIn:
         self._thread.start()
 
     def close(self) -> None:
+        """Stops serving."""
         self.server.shutdown()
         self.server.server_close()
 
@@ -221,4 +225,5 @@ class RuleRouter:
                 return
 
     def close(self) -> None:
+        """Waits for invocations under way, then stops."""
         self._pool.shutdown(wait=True)

@@ -48,14 +48,17 @@ class HostClock:
 
     @staticmethod
     def ticks_ms() -> int:
+        """Milliseconds from a monotonic clock."""
         return int(time.monotonic() * 1000)
 
     @staticmethod
     def ticks_diff(a: int, b: int) -> int:
+        """a - b (CPython's ints do not wrap like MicroPython's ticks)."""
         return a - b
 
     @staticmethod
     def sleep_ms(ms: int) -> None:
+        """Sleeps `ms` milliseconds."""
         time.sleep(ms / 1000)
 
 
@@ -66,15 +69,19 @@ class HostWlan:
         self.up = True
 
     def active(self, *args: Any) -> bool:
+        """The interface is always active."""
         return True
 
     def connect(self, ssid: str, password: str) -> None:
+        """Nothing to join: the host is on the network."""
         return None
 
     def isconnected(self) -> bool:
+        """Whether the simulated link is up (tests clear `up` to flap it)."""
         return self.up
 
     def status(self, what: str | None = None) -> int:
+        """A fixed RSSI for `status("rssi")`, else STAT_GOT_IP."""
         return -42 if what == "rssi" else 1010  # 1010: STAT_GOT_IP
 
 

@@ -41,6 +41,7 @@ class LocalContext:
 
 
 def main() -> None:
+    """Imports the handler named on the command line and serves invocations until EOF."""
     source_dir, module_name, function_name, name = sys.argv[1:5]
     protocol_out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # the handler's stdout (its logs) goes where stderr goes

@@ -84,11 +84,13 @@ class Trace:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def restart(self) -> None:
+        """Forgets the hops and restarts the clock (a new text)."""
         with self._lock:
             self.started = time.monotonic()
             self.hops.clear()
 
     def add(self, where: str, what: str) -> None:
+        """Records one hop, stamped with the time since the clock's start."""
         with self._lock:
             hop = Hop(time.monotonic() - self.started, where, what)
             self.hops.append(hop)

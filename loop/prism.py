@@ -249,7 +249,20 @@ LOST_REPLY = "lost-reply"
 RESET = "reset"
 """Fault: Twilio accepted the message, then the connection is reset before the answer (the
 client gets a connection error at once)."""
-ACCEPTED_FAULTS = (None, LOST_REPLY, RESET)
+BAD_GATEWAY_AFTER_ACCEPT = "502-after-accept"
+"""Fault: Twilio's API accepted the message, but the client gets a 502 from Twilio's edge
+(the load balancer's HTML page, not Twilio's JSON error): an error answer that does not
+mean the message was refused."""
+EDGE_ERRORS: dict[str, tuple[int, str, bytes]] = {
+    BAD_GATEWAY_AFTER_ACCEPT: (
+        502,
+        "text/html",
+        b"<html><head><title>502 Bad Gateway</title></head>"
+        b"<body><center><h1>502 Bad Gateway</h1></center></body></html>",
+    ),
+}
+"""Answers of faults that come from in front of Twilio's API: (status, type, body)."""
+ACCEPTED_FAULTS = (None, LOST_REPLY, RESET, BAD_GATEWAY_AFTER_ACCEPT)
 """Faults after which Twilio has the message: the client may not know it was sent."""
 DEFAULT_PAGE_SIZE = 50  # Twilio's, when a list request gives no PageSize
 
@@ -383,10 +396,12 @@ class FaultProxy:
     path ends with one of `paths`, the next planned fault replaces Prism's answer:
     `plan(lookups=...)` plans those of Messages list requests (GET .../Messages.json),
     `plan(*faults)` those of every other matching request (Messages creates by default).
-    Faults: a key of TWILIO_ERRORS, HANG, LOST_REPLY, RESET, or None (Prism's answer as is).
+    Faults: a key of TWILIO_ERRORS, HANG, LOST_REPLY, RESET, BAD_GATEWAY_AFTER_ACCEPT, or
+    None (Prism's answer as is).
 
     It also keeps the state Prism lacks: every create Twilio would have accepted (answered,
-    LOST_REPLY or RESET; not HANG) is remembered with a unique SID and the proxy's clock as
+    LOST_REPLY, RESET or BAD_GATEWAY_AFTER_ACCEPT; not HANG nor a TWILIO_ERRORS refusal)
+    is remembered with a unique SID and the proxy's clock as
     its creation date, and a Messages list request answers with those messages (To/From
     filters, PageSize, newest first) in Prism's example page. So a client can ask "did my
     earlier request go through?" as it would ask Twilio.
@@ -523,7 +538,9 @@ class FaultProxy:
                     self.close_connection = True
                     return
                 answer = status
-                if fault is not None:
+                if fault is not None and fault in EDGE_ERRORS:
+                    answer, content_type, payload = EDGE_ERRORS[fault]
+                elif fault is not None:
                     answer, error = TWILIO_ERRORS[fault]
                     content_type, payload = "application/json", json.dumps(error).encode()
                 elif ok:

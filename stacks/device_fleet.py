@@ -160,10 +160,15 @@ class DeviceFleet(Construct):
             )
             self.certificates[thing_name] = certificate
 
-    def inbound_topic_arn_pattern(self) -> str:
-        """ARN of every device's inbound topic, for the publisher's IAM policy."""
+    def inbound_topic_arns(self) -> list[str]:
+        """ARNs of the configured devices' inbound topics, for the publisher's IAM policy.
+
+        Listed one by one rather than `topic/{prefix}/*/inbound`: IAM's `*` also matches
+        across `/`, and the devices are known at synth time.
+        """
         stack = Stack.of(self)
-        return (
+        return [
             f"arn:{Aws.PARTITION}:iot:{stack.region}:{stack.account}:topic/"
-            f"{inbound_topic(self.topic_prefix, '*')}"
-        )
+            f"{inbound_topic(self.topic_prefix, thing)}"
+            for thing in sorted(self.things)
+        ]

@@ -91,7 +91,6 @@ class OutboundMessaging(Construct):
             self, "IdempotencyTable", removal_policy=removal_policy
         )
         environment = {
-            "TOPIC_PREFIX": topic_prefix,
             "NUMBERS_BY_THING": json.dumps(dict(numbers_by_thing), sort_keys=True),
             "DESTINATION_ALLOW_LIST": ",".join(destination_allow_list),
             "TWILIO_SECRET_NAME": secret_name,

@@ -77,10 +77,12 @@ class EnvironmentSettings:
 
     @property
     def stack_name(self) -> str:
+        """The CloudFormation stack of this environment."""
         return f"TextDevice-{self.name}"
 
     @property
     def things_by_number(self) -> dict[str, str]:
+        """Twilio number -> the thing bound to it (the webhook's lookup)."""
         return {number: thing for thing, number in self.devices.items()}
 
 

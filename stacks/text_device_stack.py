@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack, Token, aws_iam, aws_logs
+from aws_cdk import CfnOutput, RemovalPolicy, Stack, aws_iam, aws_logs
 from constructs import Construct
 
 from stacks.device_fleet import (
@@ -15,7 +15,6 @@ from stacks.device_fleet import (
     outbound_topic,
 )
 from stacks.monitoring import Monitoring
-from stacks.nag import acknowledge
 from stacks.outbound_messaging import OutboundMessaging
 from stacks.settings import EnvironmentSettings
 from stacks.status_callback import StatusCallback
@@ -44,6 +43,16 @@ RETENTION_BY_DAYS = {
     2192: aws_logs.RetentionDays.SIX_YEARS,
     2557: aws_logs.RetentionDays.SEVEN_YEARS,
 }
+
+
+# What Powertools' DynamoDB persistence layer (and the send Lambda's attempt marker) call:
+# single-item reads and writes, no Scan, Query or batch operations.
+IDEMPOTENCY_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+)
 
 
 class TextDeviceStack(Stack):
@@ -141,23 +150,16 @@ class TextDeviceStack(Stack):
         # Grants: each function gets exactly what its code calls.
         receive = self.webhook.function
         self.twilio_secret.secret.grant_read(receive)
-        self.webhook.idempotency_table.grant_read_write_data(receive)
-        receive.add_to_role_policy(
-            aws_iam.PolicyStatement(
-                actions=["iot:Publish"], resources=[self.fleet.inbound_topic_arn_pattern()]
+        self.webhook.idempotency_table.grant(receive, *IDEMPOTENCY_ACTIONS)
+        if settings.devices:
+            receive.add_to_role_policy(
+                aws_iam.PolicyStatement(
+                    actions=["iot:Publish"], resources=self.fleet.inbound_topic_arns()
+                )
             )
-        )
-        account = "<AWS::AccountId>" if Token.is_unresolved(self.account) else self.account
-        acknowledge(
-            self.webhook.receive,  # the function and its role: wherever CDK puts the policy
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:{self.region}:{account}:"
-            f"topic/{settings.topic_prefix}/*/inbound]",
-            "The wildcard is the thing-name level only: the receive Lambda publishes to "
-            "the inbound topic of whichever device the texted number is bound to.",
-        )
         send = self.outbound.function
         self.twilio_secret.secret.grant_read(send)
-        self.outbound.idempotency_table.grant_read_write_data(send)
+        self.outbound.idempotency_table.grant(send, *IDEMPOTENCY_ACTIONS)
         if self.status_callback is not None:
             self.twilio_secret.secret.grant_read(self.status_callback.function)
         if self.number_webhook is not None:

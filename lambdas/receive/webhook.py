@@ -19,6 +19,7 @@ import binascii
 import html
 import itertools
 import json
+import math
 import re
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,10 +33,19 @@ MAX_FIELDS = 200
 """More form fields than Twilio ever sends: beyond this the body is rejected unparsed."""
 MAX_MEDIA = 10
 """Twilio delivers at most 10 media per message."""
-MAX_QUERY_PERMUTATIONS_OF = 5
-"""Query parameters on the webhook URL up to which every order is tried (5! = 120)."""
-SIGNATURE_LENGTH = 28
-"""base64 of an HMAC-SHA1 digest."""
+MAX_BODY_BYTES = 64 * 1024
+"""Largest form body accepted, checked before anything is parsed or signed.
+
+Twilio's incoming-message webhook is a few KB: a 1,600-character Body is at most ~19 KB
+even when every character is a percent-encoded 4-byte UTF-8 sequence (12 bytes each), and
+10 media URLs plus every optional field add ~3 KB. 64 KiB leaves 3x headroom, while a
+forged multi-MB body, hashed once per candidate URL, could outlast the Lambda's timeout."""
+MAX_QUERY_PARAMETERS = 4
+"""Query parameters on the webhook URL: every order is tried (4! = 24 orders), so more
+would multiply the HMACs a forged request costs (5! = 120, 6! = 720...): beyond, 400."""
+_SIGNATURE = re.compile(r"[A-Za-z0-9+/]{26}[AEIMQUYcgkosw048]=")
+"""X-Twilio-Signature: base64 of a 20-byte HMAC-SHA1 digest, 28 characters. 160 bits fill
+26 characters and 4 bits of the 27th (its 2 low bits are 0), then one `=` of padding."""
 
 _SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
 _DIGITS = re.compile(r"[0-9]{1,4}")
@@ -193,8 +203,34 @@ def parse_form(body: str) -> FormParams:
     return form
 
 
+def _body(event: Mapping[str, Any]) -> str:
+    """The form body, its size checked before it is decoded or parsed."""
+    value = event.get("body")
+    if not isinstance(value, str):
+        raise BadRequest("event field body is missing")
+    # base64 of n bytes has 4 * ceil(n / 3) characters: a longer value is too large.
+    too_large = BadRequest(f"the form body is larger than {MAX_BODY_BYTES} bytes")
+    if len(value) > 4 * -(-MAX_BODY_BYTES // 3):
+        raise too_large
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except binascii.Error as error:
+        raise BadRequest("event field body is not base64") from error
+    if len(raw) > MAX_BODY_BYTES:
+        raise too_large
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadRequest("event field body is not base64 of UTF-8 text") from error
+
+
 def parse_event(event: object) -> WebhookRequest:
-    """Decodes the request template's event; anything else is a BadRequest."""
+    """Decodes the request template's event; anything else is a BadRequest.
+
+    The checks that bound what authenticating costs come first and compute nothing: at most
+    `MAX_QUERY_PARAMETERS` query parameters, a signature that is empty (answered 403 by
+    `authenticate`) or well-formed, a body of at most `MAX_BODY_BYTES`.
+    """
     if not isinstance(event, Mapping):
         raise BadRequest("the event is not an object")
     domain = _b64(event, "domain")
@@ -204,14 +240,20 @@ def parse_event(event: object) -> WebhookRequest:
     raw_query = event.get("query", [])
     if not isinstance(raw_query, list):
         raise BadRequest("event field query is not a list")
+    if len(raw_query) > MAX_QUERY_PARAMETERS:
+        raise BadRequest(
+            f"the webhook URL has {len(raw_query)} query parameters; "
+            f"at most {MAX_QUERY_PARAMETERS} are supported"
+        )
+    signature = _b64(event, "signature")
     query = []
     for item in raw_query:
         if not isinstance(item, Mapping):
             raise BadRequest("event field query holds a non-object")
         query.append((_b64_text(item.get("name"), "query"), _b64_text(item.get("value"), "query")))
     return WebhookRequest(
-        form=parse_form(_b64(event, "body")),
-        signature=_b64(event, "signature"),
+        form=parse_form(_body(event)),
+        signature=signature,
         domain=domain,
         path=path,
         query=tuple(query),
@@ -229,6 +271,8 @@ _QUERY_ENCODINGS: tuple[Callable[[str], str], ...] = (
     lambda s: urllib.parse.quote(s, safe=""),
     lambda s: urllib.parse.quote_plus(s, safe=""),
 )
+MAX_CANDIDATE_URLS = math.factorial(MAX_QUERY_PARAMETERS) * len(_QUERY_ENCODINGS)
+"""Most URLs a request's signature is checked against (24 orders x 3 spellings = 72)."""
 
 
 def candidate_urls(domain: str, path: str, query: Sequence[tuple[str, str]]) -> Iterator[str]:
@@ -237,19 +281,17 @@ def candidate_urls(domain: str, path: str, query: Sequence[tuple[str, str]]) -> 
     `https://{$context.domainName}{$context.path}` is the URL as called: on the
     execute-api domain the path starts with the stage, behind a custom domain with the base
     path (never the stage). A query string comes back decoded and unordered, so each
-    spelling and, for up to `MAX_QUERY_PERMUTATIONS_OF` parameters, each order is tried;
-    more parameters: the received and the sorted order only.
+    spelling and each order is tried: at most `MAX_CANDIDATE_URLS` URLs, as `parse_event`
+    admits at most `MAX_QUERY_PARAMETERS` parameters (ValueError beyond).
     """
+    if len(query) > MAX_QUERY_PARAMETERS:
+        raise ValueError(f"more than {MAX_QUERY_PARAMETERS} query parameters")
     base = f"https://{domain}{path}"
     if not query:
         yield base
         return
-    if len(query) <= MAX_QUERY_PERMUTATIONS_OF:
-        orders: Iterator[Sequence[tuple[str, str]]] = itertools.permutations(query)
-    else:
-        orders = iter((query, sorted(query)))
     seen: set[str] = set()
-    for order in orders:
+    for order in itertools.permutations(query):
         for encode in _QUERY_ENCODINGS:
             url = base + "?" + "&".join(f"{encode(k)}={encode(v)}" for k, v in order)
             if url not in seen:
@@ -258,8 +300,12 @@ def candidate_urls(domain: str, path: str, query: Sequence[tuple[str, str]]) -> 
 
 
 def signature_is_valid(request: WebhookRequest, auth_token: str) -> bool:
-    """True if `X-Twilio-Signature` signs one of the candidate URLs and every parameter."""
-    if len(request.signature) != SIGNATURE_LENGTH or not auth_token:
+    """True if `X-Twilio-Signature` signs one of the candidate URLs and every parameter.
+
+    Computes at most 2 HMACs (twilio tries the URL with and without its port) per candidate
+    URL, over the URL and the form (at most `MAX_BODY_BYTES`).
+    """
+    if not _SIGNATURE.fullmatch(request.signature) or not auth_token:
         return False  # not an HMAC-SHA1 signature: no need to compute any
     validator = RequestValidator(auth_token)
     return any(
@@ -282,6 +328,12 @@ class TokenSource(Protocol):
 
 def authenticate(request: WebhookRequest, tokens: TokenSource) -> None:
     """Raises Forbidden unless the request is signed with the (possibly rotated) token."""
+    if not request.signature:
+        # Nothing to check, and no reason to read the secret again.
+        raise Forbidden("missing X-Twilio-Signature")
+    if not _SIGNATURE.fullmatch(request.signature):
+        # A wrong signature (403), found without reading the secret or computing any HMAC.
+        raise Forbidden("X-Twilio-Signature is not an HMAC-SHA1 signature (28 base64 characters)")
     token = tokens.current()
     if signature_is_valid(request, token):
         return
@@ -290,7 +342,7 @@ def authenticate(request: WebhookRequest, tokens: TokenSource) -> None:
     fresh = tokens.refreshed()
     if fresh is not None and fresh != token and signature_is_valid(request, fresh):
         return
-    raise Forbidden("invalid or missing X-Twilio-Signature")
+    raise Forbidden("invalid X-Twilio-Signature")
 
 
 # -- Decision --------------------------------------------------------------------------------------
@@ -344,6 +396,7 @@ class TooLong:
 
     @property
     def twiml(self) -> str:
+        """A TwiML reply telling the sender the limit (nothing is published)."""
         text = (
             f"Sorry, messages to this number are limited to {self.limit} characters; "
             f"yours had {self.length}. Please send a shorter message."

@@ -264,6 +264,16 @@ def classify_status(status: int) -> Failure:
     return Failure.PERMANENT
 
 
+def twilio_refused(status: int) -> bool:
+    """Twilio answered `status`: True when that proves it did not take the message.
+
+    A 4xx (429 included) comes from Twilio's API, which refused the request. A 5xx does
+    not: a 502/503/504 from Twilio's edge can follow a request the API behind it had
+    already accepted, so after a 5xx the message may exist.
+    """
+    return 400 <= status < 500
+
+
 def dead_letter_record(
     event: Any,
     *,

@@ -11,8 +11,8 @@ change. Failures follow the issue's contract:
   dead-letter queue by this code, and the invocation succeeds so Lambda does not retry;
 - the same device message (thing + Id) delivered again: at most one SMS (DynamoDB record
   of Twilio's message SID);
-- a retry after an ambiguous failure (timeout, connection reset: Twilio may have accepted
-  the request) sends nothing if Twilio already has the message (see _send).
+- a retry after an ambiguous failure (timeout, connection reset, 5xx: Twilio may have
+  accepted the request) sends nothing if Twilio already has the message (see _send).
 
 Why reconciliation: Powertools deletes its in-progress record when the function raises, so
 on its own a retry cannot know that the failed attempt may have reached Twilio. Before
@@ -52,6 +52,7 @@ from outbound import (
     dead_letter_record,
     find_earlier_send,
     parse_message,
+    twilio_refused,
 )
 from twilio.base import values
 from twilio.base.exceptions import TwilioRestException
@@ -209,10 +210,10 @@ class SendRuntime:
 
         Powertools already keeps concurrent deliveries of one message out of here. The
         marker is written before Twilio is called, so it survives anything that can end
-        the attempt (timeout, reset, even a crash or Lambda's own timeout). It is deleted
-        only when Twilio answered with an error, which means Twilio did not take the
-        message; after a success it is left to its TTL, so a retry still finds it should
-        saving Powertools' record fail.
+        the attempt (timeout, reset, 5xx, even a crash or Lambda's own timeout). It is
+        deleted only when Twilio refused the request (4xx, 429 included), which proves
+        Twilio did not take the message; after a success it is left to its TTL, so a retry
+        still finds it should saving Powertools' record fail.
         """
         twilio = self.twilio()  # credentials first: no marker for an attempt never made
         first_attempt = self._mark_attempt(record["key"])
@@ -238,9 +239,11 @@ class SendRuntime:
                 status_callback=self.settings.status_callback_url or values.unset,
             )
         except TwilioRestException as error:
-            # Twilio answered, so it did not take the message: no retry needs to look for it
-            # (unless an earlier attempt's marker says otherwise).
-            if first_attempt is None:
+            # A 4xx proves Twilio did not take the message: no retry needs to look for it
+            # (unless an earlier attempt's marker says otherwise). A 5xx proves nothing (an
+            # edge's 502 can follow an accepted create): the marker stays, so the retry asks
+            # Twilio's Messages list before sending again.
+            if first_attempt is None and twilio_refused(error.status):
                 self._forget_attempt(record["key"])
             if classify_status(error.status) is Failure.TRANSIENT:
                 raise TransientTwilioError(f"Twilio answered {error.status}") from error

@@ -8,6 +8,7 @@ never the numbers, never a body.
 from __future__ import annotations
 
 import base64
+import binascii
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,10 +37,22 @@ class DeliveryReport:
 
 
 def form_of(event: Mapping[str, Any]) -> dict[str, str]:
-    """The POSTed form of an API Gateway proxy event (the body may be base64)."""
+    """The POSTed form of an API Gateway proxy event (the body may be base64).
+
+    Raises BadCallback when the body is not valid base64 (when flagged so), not UTF-8, or
+    not a form.
+    """
     body = event.get("body") or ""
+    if not isinstance(body, str):
+        raise BadCallback("the body is not text")
     if event.get("isBase64Encoded"):
-        body = base64.b64decode(body).decode("utf-8")
+        try:
+            # validate: a character outside base64's alphabet is an error, not skipped.
+            body = base64.b64decode(body, validate=True).decode("utf-8")
+        except binascii.Error as error:
+            raise BadCallback("the body is not valid base64") from error
+        except UnicodeDecodeError as error:
+            raise BadCallback("the body is not UTF-8") from error
     try:
         pairs = urllib.parse.parse_qsl(body, keep_blank_values=True, strict_parsing=bool(body))
     except ValueError as error:

@@ -188,13 +188,29 @@ def _policy_statements(synth: Synthesized) -> list[tuple[str, dict[str, Any]]]:
     return statements
 
 
-def test_receive_lambda_may_publish_only_to_inbound_topics(synth: Synthesized) -> None:
+def test_receive_lambda_may_publish_only_to_its_devices_inbound_topics(synth: Synthesized) -> None:
     publish = [s for _, s in _policy_statements(synth) if "iot:Publish" in str(s["Action"])]
     assert len(publish) == 1
     assert publish[0]["Action"] == "iot:Publish"
-    resource = resolve_join(publish[0]["Resource"])
+    resources = publish[0]["Resource"]
+    resources = resources if isinstance(resources, list) else [resources]
     region = cdk_context()["environments"][synth.env]["region"]
-    assert resource == f"arn:<AWS::Partition>:iot:{region}:<AWS::AccountId>:topic/sms/*/inbound"
+    assert sorted(resolve_join(r) for r in resources) == [
+        f"arn:<AWS::Partition>:iot:{region}:<AWS::AccountId>:topic/sms/{thing}/inbound"
+        for thing in sorted(devices(synth.env))
+    ]
+
+
+def test_tables_are_used_item_by_item_only(synth: Synthesized) -> None:
+    dynamo = [s for _, s in _policy_statements(synth) if "dynamodb:" in str(s["Action"])]
+    assert len(dynamo) == 2  # receive and send, each on its own table
+    for statement in dynamo:
+        assert sorted(statement["Action"]) == [
+            "dynamodb:DeleteItem",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+        ]
 
 
 def test_send_lambda_is_invoked_only_by_the_rule(synth: Synthesized) -> None:

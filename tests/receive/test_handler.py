@@ -79,13 +79,8 @@ def test_repeated_delivery_is_published_once(
 
 @pytest.mark.parametrize(
     "signature",
-    [
-        "",
-        "0/KCTR6DLpKmkAf8muzZqo1nDgQ=",
-        "not base64 at all",
-        sign(EXECUTE_API_URL, sms(), "wrong"),
-    ],
-    ids=["missing", "other-request", "garbage", "wrong-token"],
+    ["", "0/KCTR6DLpKmkAf8muzZqo1nDgQ=", sign(EXECUTE_API_URL, sms(), "wrong")],
+    ids=["missing", "other-request", "wrong-token"],
 )
 def test_missing_or_wrong_signature_is_403_and_nothing_is_published(
     world: ReceiveWorld, signature: str
@@ -94,6 +89,55 @@ def test_missing_or_wrong_signature_is_403_and_nothing_is_published(
     assert response.status == 403
     assert response.body.startswith("Forbidden:")
     assert world.published() == []
+
+
+@pytest.mark.parametrize(
+    "signature", ["not base64 at all", "0/KCTR6DLpKmkAf8muzZqo1nDgQ", "A" * 43 + "="]
+)
+def test_malformed_signature_is_403_and_nothing_is_published(
+    world: ReceiveWorld, signature: str
+) -> None:
+    response = world.send(Call(sms(), signature=signature))
+    assert response.status == 403
+    assert response.body.startswith("Forbidden: X-Twilio-Signature is not an HMAC-SHA1")
+    assert world.published() == []
+
+
+def _padded_to(size: int) -> list[tuple[str, str]]:
+    """A signed SMS whose form body is exactly `size` bytes (an unknown field pads it)."""
+    pairs = sms(extra=[("Padding", "")])
+    missing = size - len(urllib.parse.urlencode(pairs))
+    return sms(extra=[("Padding", "x" * missing)])
+
+
+def test_body_at_the_size_limit_is_delivered(world: ReceiveWorld) -> None:
+    pairs = _padded_to(RECEIVE.webhook.MAX_BODY_BYTES)
+    assert len(urllib.parse.urlencode(pairs)) == 65536
+    assert world.send(Call(pairs)).status == 200
+    assert len(world.published()) == 1
+
+
+def test_body_over_the_size_limit_is_400_and_nothing_is_published(world: ReceiveWorld) -> None:
+    response = world.send(Call(_padded_to(RECEIVE.webhook.MAX_BODY_BYTES + 1)))
+    assert response.status == 400
+    assert response.body == "BadRequest: the form body is larger than 65536 bytes"
+    assert world.published() == []
+    (rejected,) = [line for line in world.logs() if line["message"] == "Request rejected"]
+    assert rejected["status"] == 400
+
+
+def test_more_query_parameters_than_supported_is_400(world: ReceiveWorld) -> None:
+    query = [(f"p{i}", "1") for i in range(RECEIVE.webhook.MAX_QUERY_PARAMETERS + 1)]
+    url = EXECUTE_API_URL + "?" + urllib.parse.urlencode(query)
+    response = world.send(Call(sms(), url=url, query=query, signature=sign(url, sms())))
+    assert response.status == 400
+    assert "5 query parameters; at most 4 are supported" in response.body
+    assert world.published() == []
+    # At the limit, the same request is delivered.
+    url = EXECUTE_API_URL + "?" + urllib.parse.urlencode(query[:-1])
+    call = Call(sms(), url=url, query=query[:-1], signature=sign(url, sms()))
+    assert world.send(call).status == 200
+    assert len(world.published()) == 1
 
 
 def test_signature_header_is_found_whatever_its_case(world: ReceiveWorld) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from twilio import request_validator
 
 from stacks.settings import FORWARDABLE_FIELDS
 from tests.receive.conftest import RECEIVE
@@ -96,9 +99,12 @@ def test_candidate_urls_cover_orders_and_spellings() -> None:
     urls = set(webhook.candidate_urls("h.example", "/m", [("b", "x y"), ("a", "/")]))
     assert "https://h.example/m?a=/&b=x%20y" in urls
     assert "https://h.example/m?b=x+y&a=%2F" in urls
-    # Beyond MAX_QUERY_PERMUTATIONS_OF parameters: received and sorted orders only.
-    many = [(str(i), "v") for i in range(6, 0, -1)]
-    assert len(list(webhook.candidate_urls("h", "/m", many))) <= 6
+    # Every order of MAX_QUERY_PARAMETERS parameters, each in every spelling: no more.
+    most = [(str(i), "a b/") for i in range(webhook.MAX_QUERY_PARAMETERS)]
+    all_urls = list(webhook.candidate_urls("h", "/m", most))
+    assert len(all_urls) == len(set(all_urls)) == webhook.MAX_CANDIDATE_URLS == 24 * 3
+    with pytest.raises(ValueError):
+        list(webhook.candidate_urls("h", "/m", [*most, ("x", "1")]))
 
 
 @pytest.mark.parametrize(
@@ -118,6 +124,107 @@ def test_malformed_events_are_bad_requests(bad_event: Any) -> None:
     with pytest.raises(webhook.BadRequest) as raised:
         webhook.parse_event(bad_event)
     assert str(raised.value).startswith("BadRequest: ")
+
+
+def test_body_up_to_the_limit_is_parsed_and_one_byte_more_is_a_bad_request() -> None:
+    body = "Body=" + "x" * (webhook.MAX_BODY_BYTES - len("Body="))
+    request = webhook.parse_event(event(body, domain="h", path="/m", query=[], signature=""))
+    assert len(request.form["Body"][0]) == webhook.MAX_BODY_BYTES - 5
+    for too_large in (body + "x", body + "x" * 3, "x" * (10 * 1024 * 1024)):
+        with pytest.raises(webhook.BadRequest, match="larger than 65536 bytes"):
+            webhook.parse_event(event(too_large, domain="h", path="/m", query=[], signature=""))
+
+
+def test_more_query_parameters_than_supported_is_a_bad_request() -> None:
+    query = [(f"p{i}", "v") for i in range(webhook.MAX_QUERY_PARAMETERS)]
+    allowed = webhook.parse_event(event("", domain="h", path="/m", query=query, signature=""))
+    assert allowed.query == tuple(query)
+    with pytest.raises(webhook.BadRequest, match="5 query parameters; at most 4"):
+        webhook.parse_event(
+            event("", domain="h", path="/m", query=[*query, ("p9", "v")], signature="")
+        )
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        "not base64 at all",
+        DOC_SIGNATURE[:-1],  # 27 characters
+        DOC_SIGNATURE + "A",
+        DOC_SIGNATURE[:-1] + "A",  # no padding
+        DOC_SIGNATURE[:26] + "R=",  # not canonical: 2 low bits of the 27th are not 0
+        DOC_SIGNATURE[:25] + "-_=",  # URL-safe alphabet
+        " " + DOC_SIGNATURE,
+        DOC_SIGNATURE + "\n",
+        "A" * 43 + "=",  # HMAC-SHA256 length
+    ],
+)
+def test_malformed_signature_is_forbidden_before_any_hmac_or_secret_read(
+    signature: str, hmacs: list[int]
+) -> None:
+    request = webhook.parse_event(
+        event(DOC_BODY, domain="h", path="/m", query=[], signature=signature)
+    )
+    tokens = FakeTokens()
+    with pytest.raises(webhook.Forbidden, match="not an HMAC-SHA1 signature"):
+        webhook.authenticate(request, tokens)
+    assert tokens.reads == 0 and hmacs == []
+
+
+def test_missing_signature_is_forbidden_without_reading_the_secret(hmacs: list[int]) -> None:
+    request = webhook.parse_event(event(DOC_BODY, domain="h", path="/m", query=[], signature=""))
+    tokens = FakeTokens()
+    with pytest.raises(webhook.Forbidden, match="missing X-Twilio-Signature"):
+        webhook.authenticate(request, tokens)
+    assert tokens.reads == 0 and hmacs == []
+
+
+class FakeTokens:
+    """A token source whose token has always just been rotated (the worst case)."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def current(self) -> str:
+        self.reads += 1
+        return "cached-token"
+
+    def refreshed(self) -> str:
+        self.reads += 1
+        return "rotated-token"
+
+
+@pytest.fixture
+def hmacs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every message twilio's RequestValidator computes an HMAC of."""
+    sizes: list[int] = []
+
+    def counting_new(key: bytes, msg: bytes, digestmod: Any) -> Any:
+        sizes.append(len(msg))
+        return hmac.new(key, msg, digestmod)
+
+    monkeypatch.setattr(request_validator, "hmac", SimpleNamespace(new=counting_new))
+    return sizes
+
+
+def test_worst_allowed_forgery_costs_a_bounded_number_of_hmacs(hmacs: list[int]) -> None:
+    # The most query parameters allowed, each spelled 3 different ways (so no candidate URL
+    # is a duplicate), the largest body, a well-formed wrong signature, and a token source
+    # that yields a second token to retry with.
+    query = [(f"p{i}", "a b/") for i in range(webhook.MAX_QUERY_PARAMETERS)]
+    body = "Body=" + "x" * (webhook.MAX_BODY_BYTES - len("Body="))
+    request = webhook.parse_event(
+        event(body, domain="h.example", path="/m", query=query, signature="A" * 27 + "=")
+    )
+    urls = list(webhook.candidate_urls(request.domain, request.path, request.query))
+    assert len(urls) == webhook.MAX_CANDIDATE_URLS  # the worst case: no URL deduplicated
+    with pytest.raises(webhook.Forbidden):
+        webhook.authenticate(request, FakeTokens())
+    # 2 tokens x 72 URLs x 2 HMACs (twilio tries each URL with and without its port).
+    assert 0 < len(hmacs) <= 2 * webhook.MAX_CANDIDATE_URLS * 2 == 288
+    # Each over the URL (with ":443" at most) and the form's names and values.
+    longest_url = max(len(url) for url in urls) + len(":443")
+    assert max(hmacs) <= longest_url + webhook.MAX_BODY_BYTES
 
 
 def test_parse_form_keeps_every_value_exactly() -> None:

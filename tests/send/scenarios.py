@@ -200,6 +200,7 @@ FAULT_CASES = (
     FaultCase("same Id twice, 500 on the first", ("500", "500", "500"), deliveries=2),
     FaultCase("timeout after Twilio accepted", ("lost-reply",)),
     FaultCase("reset after Twilio accepted", ("reset",)),
+    FaultCase("502 after Twilio accepted", ("502-after-accept",)),
     FaultCase("timeout, then 500 on the re-send", ("hang", "500")),
     FaultCase("timeout after accept, list fails once", ("lost-reply",), lookups=("500",)),
     FaultCase(

@@ -135,4 +135,22 @@ def test_a_forged_or_malformed_callback_is_refused(status_handler: ModuleType) -
     missing = status_event({"MessageStatus": "sent"})
     assert status_handler.lambda_handler(missing, FakeContext())["statusCode"] == 400
     garbage = {**status_event(REPORT), "body": "%%%", "isBase64Encoded": False}
-    assert status_handler.lambda_handler(garbage, FakeContext())["statusCode"] in (400, 403)
+    assert status_handler.lambda_handler(garbage, FakeContext())["statusCode"] == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("%%%", "the body is not valid base64"),  # outside base64's alphabet
+        ("abc", "the body is not valid base64"),  # bad padding
+        (base64.b64encode(b"MessageSid=\xff\xfe").decode(), "the body is not UTF-8"),
+    ],
+)
+def test_a_base64_body_that_does_not_decode_is_a_400_not_a_crash(
+    status_handler: ModuleType, caplog: pytest.LogCaptureFixture, body: str, reason: str
+) -> None:
+    caplog.set_level(logging.INFO)
+    bad = {**status_event(REPORT), "body": body, "isBase64Encoded": True}
+    assert status_handler.lambda_handler(bad, FakeContext())["statusCode"] == 400
+    [record] = [r for r in caplog.records if r.getMessage() == "status callback rejected"]
+    assert record.reason == reason  # type: ignore[attr-defined]

@@ -28,6 +28,7 @@ from outbound import (  # isort: skip  (lambdas/send is put on sys.path by scena
     find_earlier_send,
     is_https_url,
     parse_message,
+    twilio_refused,
 )
 
 SETTINGS = SendSettings(numbers_by_thing={THING: SENDER, "other": "+15555550101"})
@@ -154,6 +155,14 @@ def test_settings_from_environment() -> None:
 )
 def test_classify_twilio_status(status: int, failure: Failure) -> None:
     assert classify_status(status) is failure
+
+
+@pytest.mark.parametrize(
+    ("status", "refused"),
+    [(400, True), (404, True), (429, True), (500, False), (502, False), (504, False)],
+)
+def test_only_a_4xx_proves_twilio_did_not_take_the_message(status: int, refused: bool) -> None:
+    assert twilio_refused(status) is refused
 
 
 def test_dead_letter_record_has_lambdas_on_failure_shape() -> None:

@@ -233,7 +233,10 @@ def marker(aws: AwsStandIns, message_id: str) -> dict[str, Any] | None:
     return found
 
 
-@pytest.mark.parametrize("name", ["timeout after Twilio accepted", "reset after Twilio accepted"])
+@pytest.mark.parametrize(
+    "name",
+    ["timeout after Twilio accepted", "reset after Twilio accepted", "502 after Twilio accepted"],
+)
 def test_a_retry_after_twilio_accepted_finds_the_message_and_sends_nothing(
     name: str, aws: AwsStandIns, fresh_proxy: FaultProxy, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -347,15 +350,23 @@ def test_an_mms_is_reconciled_by_body_and_media_count(
     assert accepted.num_media == 2 and delivery.result["sid"] == accepted.sid
 
 
-def test_a_definite_refusal_deletes_the_marker_a_timeout_keeps_it(
+def test_a_definite_refusal_deletes_the_marker_a_5xx_or_timeout_keeps_it(
     aws: AwsStandIns, fresh_proxy: FaultProxy
 ) -> None:
-    name = "500 once"
+    name = "429 once"
     row = run_fault_case(case(name), build_runtime(aws, fresh_proxy.url), aws, fresh_proxy, name)
-    # The 500 deleted the first marker, so the retry did not ask Twilio before sending.
+    # The 429 deleted the first marker, so the retry did not ask Twilio before sending.
     assert [e.method for e in fresh_proxy.exchanges] == ["POST", "POST"]
     assert row.sms_sent == 1
     assert marker(aws, slug(name)) is not None  # the successful attempt's, left to its TTL
+
+    # A 500 may come after Twilio accepted: the retry asks Twilio (nothing there), then sends.
+    name = "500 once"
+    row = run_fault_case(case(name), build_runtime(aws, fresh_proxy.url), aws, fresh_proxy, name)
+    assert [e.method for e in fresh_proxy.exchanges] == ["POST", "GET", "POST"]
+    assert row.sms_sent == 1
+    [delivery] = row.deliveries
+    assert delivery.result is not None and "reconciled" not in delivery.result
 
     name = "timeout every time"
     row = run_fault_case(case(name), build_runtime(aws, fresh_proxy.url), aws, fresh_proxy, name)

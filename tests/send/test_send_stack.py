@@ -120,6 +120,7 @@ def test_send_lambda_knows_the_numbers_and_the_allow_list(synth: Synthesized) ->
     settings = cdk_context()["environments"][synth.env]
     assert json.loads(variables["NUMBERS_BY_THING"]) == settings["devices"]
     assert variables["DESTINATION_ALLOW_LIST"] == ",".join(settings["destination_allow_list"])
+    assert "TOPIC_PREFIX" not in variables  # the rule's SQL reads the topic, not the Lambda
 
 
 def test_dead_letter_queues_are_encrypted_and_kept_14_days(synth: Synthesized) -> None:
