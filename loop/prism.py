@@ -238,6 +238,18 @@ TWILIO_ERRORS: dict[str, tuple[int, dict[str, object]]] = {
             "status": 400,
         },
     ),
+    # The same refusal in RFC 9457 "problem details" form, which twilio-python turns into
+    # TwilioServiceException instead of TwilioRestException.
+    "21211-problem": (
+        400,
+        {
+            "type": "https://www.twilio.com/docs/errors/21211",
+            "title": "Invalid 'To' Phone Number",
+            "status": 400,
+            "code": 21211,
+            "detail": "The 'To' number is not a valid phone number.",
+        },
+    ),
 }
 HANG = "hang"
 """Fault: never answer in time, and Twilio never got the message (the client times out).

@@ -55,7 +55,7 @@ from outbound import (
     twilio_refused,
 )
 from twilio.base import values
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http import HttpClient
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -238,7 +238,8 @@ class SendRuntime:
                 media_url=media or values.unset,
                 status_callback=self.settings.status_callback_url or values.unset,
             )
-        except TwilioRestException as error:
+        except (TwilioRestException, TwilioServiceException) as error:
+            # Both error formats (legacy and RFC 9457 problem details) carry status and code.
             # A 4xx proves Twilio did not take the message: no retry needs to look for it
             # (unless an earlier attempt's marker says otherwise). A 5xx proves nothing (an
             # edge's 502 can follow an accepted create): the marker stays, so the retry asks
@@ -311,7 +312,7 @@ class SendRuntime:
             listed = twilio.messages.list(
                 to=record["to"], from_=record["from"], limit=RECONCILE_PAGE_SIZE
             )
-        except (TwilioRestException, requests.RequestException) as error:
+        except (TwilioRestException, TwilioServiceException, requests.RequestException) as error:
             # Never send blind: without Twilio's answer a retry must ask again.
             raise TransientTwilioError(
                 f"could not list Twilio's messages: {type(error).__name__}"

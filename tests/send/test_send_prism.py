@@ -106,12 +106,13 @@ def test_a_failure_that_persists_lands_in_the_dead_letter_queue(
     assert dead["requestContext"]["condition"] == "RetriesExhausted"
 
 
+@pytest.mark.parametrize("fault", ["21211", "21211-problem"])
 def test_a_permanent_twilio_error_is_dead_lettered_at_once_with_its_code(
-    aws: AwsStandIns, fresh_proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+    aws: AwsStandIns, fresh_proxy: FaultProxy, caplog: pytest.LogCaptureFixture, fault: str
 ) -> None:
     caplog.set_level(logging.INFO)
     runtime = build_runtime(aws, fresh_proxy.url)
-    row = run_fault_case(case("400 code 21211"), runtime, aws, fresh_proxy, "perm-1")
+    row = run_fault_case(FaultCase(fault, (fault,)), runtime, aws, fresh_proxy, "perm-1")
     [delivery] = row.deliveries
     assert delivery.invocations == 1  # not retried: the invocation succeeded
     assert delivery.result == {"outcome": "dead-lettered", "twilio_code": 21211}
