@@ -60,7 +60,7 @@ class LocalResources:
         self.arns: dict[str, str] = {}
         self.queue_urls: dict[str, str] = {}
         dynamodb = moto.client("dynamodb")
-        sqs = moto.client("sqs")
+        self._sqs = sqs = moto.client("sqs")  # kept: the loop reads and writes queues often
         for logical_id, resource in template["Resources"].items():
             properties = resource.get("Properties", {})
             if resource["Type"] == "AWS::DynamoDB::Table":
@@ -122,13 +122,17 @@ class LocalResources:
         variables = properties.get("Environment", {}).get("Variables", {})
         return {name: str(self.resolve(value)) for name, value in variables.items()}
 
+    def send_to_queue(self, logical_id: str, record: Mapping[str, Any]) -> None:
+        """Puts `record`, as JSON, in the template's queue `logical_id`."""
+        self._sqs.send_message(QueueUrl=self.queue_urls[logical_id], MessageBody=json.dumps(record))
+
     def queue_messages(self, logical_id: str) -> list[dict[str, Any]]:
         """Every message waiting in a queue, each once (bodies parsed as JSON where JSON).
 
         Messages are peeked: received with a short visibility timeout, then made visible
         again, so the queue still holds them for the next reader.
         """
-        sqs = self.moto.client("sqs")
+        sqs = self._sqs
         url = self.queue_urls[logical_id]
         seen: dict[str, dict[str, Any]] = {}
         handles: list[str] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,13 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
         )
     )
     path.chmod(0o600)
+
+
+def tls_context(ca: str, identity: Identity) -> ssl.SSLContext:
+    """A client TLS context: trust the local CA, present `identity`."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    context.load_cert_chain(str(identity.cert), str(identity.key))
+    return context
 
 
 class LocalCA:

@@ -25,7 +25,6 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from loop.certs import Identity
 from loop.lambda_runtime import LambdaError, LocalFunction
 from loop.processes import no_delay
 
@@ -35,13 +34,6 @@ RULE_SQL = re.compile(
 )
 TOPIC_FUNCTION = re.compile(r"^topic\((\d+)\)\s+AS\s+(\w+)$", re.IGNORECASE)
 FIELD = re.compile(r"^[A-Za-z_]\w*$")
-
-
-def tls_context(ca: str, identity: Identity) -> ssl.SSLContext:
-    """A client TLS context: trust the local CA, present `identity`."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
-    context.load_cert_chain(str(identity.cert), str(identity.key))
-    return context
 
 
 class CloudClient:

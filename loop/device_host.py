@@ -9,7 +9,6 @@ stand-ins for MicroPython's `time` and `network.WLAN`.
 from __future__ import annotations
 
 import importlib.util
-import ssl
 import sys
 import threading
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from loop.certs import Identity, tls_context
 from loop.umqtt_host import MQTTClient
 
 BOARD_DIR = Path(__file__).resolve().parent.parent / "device" / "board"
@@ -102,8 +102,7 @@ class HostDevice:
         log: Callable[[str], None] = print,
     ) -> None:
         smslink = _board_module("smslink")
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file))
-        context.load_cert_chain(str(cert_file), str(key_file))
+        context = tls_context(str(ca_file), Identity(cert=cert_file, key=key_file))
         config = {
             "wifi_ssid": "host",
             "wifi_password": "",

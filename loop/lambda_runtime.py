@@ -14,8 +14,6 @@ import os
 import queue
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -111,25 +109,19 @@ class LocalFunction:
         self._workers = [_Worker(command, env, self._log) for _ in range(concurrency)]
         for worker in self._workers:
             self._idle.put(worker)
-        self.invocations = 0
-        self._count_lock = threading.Lock()
 
     def invoke(self, event: Any) -> Any:
         """Runs the handler on `event`; raises LambdaError when it raises."""
         worker = self._idle.get()
         try:
-            with self._count_lock:
-                self.invocations += 1
             return worker.call(event, self.timeout)
         finally:
             self._idle.put(worker)
 
-    def warm_up(self, event: Any = None) -> float:
-        """Waits for every worker's cold start (import); returns the seconds it took."""
-        started = time.monotonic()
+    def warm_up(self) -> None:
+        """Waits for every worker's cold start (the handler's import)."""
         for worker in self._workers:
-            worker.call({"__ping__": True} if event is None else event, self.timeout)
-        return time.monotonic() - started
+            worker.call({"__ping__": True}, self.timeout)
 
     def close(self) -> None:
         """Stops every worker process."""

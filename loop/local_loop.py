@@ -37,7 +37,8 @@ from twilio.request_validator import RequestValidator
 from loop.apigw_vtl import HttpResponse
 from loop.aws_local import REGION, LocalResources, MotoServer, find_by_path
 from loop.broker import CLOUD_USER, Broker, acl_from_iot_policy
-from loop.cloud import CloudClient, IotDataStandIn, RuleQuery, RuleRouter, tls_context
+from loop.certs import tls_context
+from loop.cloud import CloudClient, IotDataStandIn, RuleQuery, RuleRouter
 from loop.device_host import HostDevice
 from loop.lambda_runtime import LambdaError, LocalFunction
 from loop.prism import TEST_ACCOUNT_SID, FaultProxy, PrismServer
@@ -229,10 +230,8 @@ class LocalLoop:
         )
         self._closers.append(self.router.close)
 
-        warm = time.monotonic()
         self.receive.warm_up()
         self.send.warm_up()
-        self.cold_start_s = time.monotonic() - warm
 
         self.devices: dict[str, HostDevice] = {}
         for thing in self.settings.devices:
@@ -452,9 +451,7 @@ class LocalLoop:
             "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
             "responsePayload": {"errorMessage": error.error_message, "errorType": error.error_type},
         }
-        self.moto.client("sqs").send_message(
-            QueueUrl=self.aws.queue_urls[self.dead_letter_queue_id], MessageBody=json.dumps(record)
-        )
+        self.aws.send_to_queue(self.dead_letter_queue_id, record)
         self.trace.add("send → dead letters", f"after {self.router.retry_attempts + 1} attempts")
 
     def _rule_error(self, topic: str, payload: bytes, reason: str) -> None:
@@ -467,7 +464,5 @@ class LocalLoop:
             "base64OriginalPayload": base64.b64encode(payload).decode(),
             "failures": [{"failedAction": "LambdaAction", "errorMessage": reason}],
         }
-        self.moto.client("sqs").send_message(
-            QueueUrl=self.aws.queue_urls[self.rule_error_queue_id], MessageBody=json.dumps(record)
-        )
+        self.aws.send_to_queue(self.rule_error_queue_id, record)
         self.trace.add("rule → error queue", reason)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from loop.cloud import tls_context
+from loop.certs import tls_context
 from loop.device_host import board_app
 from loop.local_loop import SENDER_PHONE, LocalLoop
 from loop.umqtt_host import MQTTClient
