@@ -17,8 +17,15 @@ from aws_cdk import (
 from constructs import Construct
 
 
+WEBHOOK_4XX_PER_5_MINUTES = 10
+"""Twilio's own requests are never answered 4xx, so a few are a scanner; more are a flood
+of forged requests (403), throttled texts (429, not retried: lost) or a token rotation
+gone wrong (every webhook 403)."""
+
+
 class Monitoring(Construct):
-    """An SNS topic and alarms: any message in a dead-letter queue, any webhook 5xx.
+    """An SNS topic and alarms: any message in a dead-letter queue, any webhook 5xx, a burst
+    of webhook 4xx.
 
     Lambda error counts are not alarmed on: the receive Lambda rejects forged webhooks by
     raising (mapped to 403), and the send Lambda raises to get retried; what matters is a
@@ -47,12 +54,14 @@ class Monitoring(Construct):
         action = aws_cloudwatch_actions.SnsAction(self.topic)
         self.alarms: dict[str, aws_cloudwatch.Alarm] = {}
 
-        def alarm(name: str, metric: aws_cloudwatch.IMetric, description: str) -> None:
+        def alarm(
+            name: str, metric: aws_cloudwatch.IMetric, description: str, threshold: float = 0
+        ) -> None:
             created = aws_cloudwatch.Alarm(
                 self,
                 name,
                 metric=metric,
-                threshold=0,
+                threshold=threshold,
                 evaluation_periods=1,
                 comparison_operator=aws_cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
                 treat_missing_data=aws_cloudwatch.TreatMissingData.NOT_BREACHING,
@@ -73,4 +82,12 @@ class Monitoring(Construct):
             "Api5xx",
             api.metric_server_error(period=Duration.minutes(5), statistic="Sum"),
             "The webhook answered Twilio with a 5xx: Twilio tries the fallback URL, if any.",
+        )
+        alarm(
+            "Api4xx",
+            api.metric_client_error(period=Duration.minutes(5), statistic="Sum"),
+            f"The webhook answered more than {WEBHOOK_4XX_PER_5_MINUTES} requests with a 4xx in "
+            "5 minutes: 403 (forged requests, or an auth token rotated without updating the "
+            "secret) or 429 (throttled: Twilio does not retry, the texts are lost).",
+            threshold=WEBHOOK_4XX_PER_5_MINUTES,
         )

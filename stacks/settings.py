@@ -33,12 +33,89 @@ FORWARDABLE_FIELDS = frozenset(
         "ToState",
         "ToZip",
         "ToCountry",
-        "OptOutType",
         "ProfileName",
         "WaId",
         "ReferralNumMedia",
     }
 )
+# -- Inbound safety (issue 11): who may text a device, replay window, throttle sizing -----
+# A sender of an incoming message: E.164, a channel address around it, a Messenger id or a
+# short code (kept in step with lambdas/receive/inbound_policy.py's SENDER_ADDRESS).
+SENDER_ADDRESS = re.compile(
+    r"^(?:(?:whatsapp:|rcs:)?\+[1-9][0-9]{6,14}|messenger:[0-9]{1,32}|[0-9]{3,8})$"
+)
+DEFAULT_REPLAY_WINDOW_DAYS = 400
+"""Twilio's signature has no timestamp: a MessageSid is remembered this long (over a year),
+so a captured request replayed later is not published again."""
+MAX_REPLAY_WINDOW_DAYS = 3650
+MIN_THROTTLE_RATE = 25.0
+MIN_THROTTLE_BURST = 50
+THROTTLE_BURST_PER_DEVICE = 2
+"""Simultaneous texts each device can receive before API Gateway answers 429 (which
+Twilio does not retry): every device texted at once, twice, fits in the default burst."""
+MAX_THROTTLE_RATE = 10_000.0  # API Gateway's default account-level limits per region
+MAX_THROTTLE_BURST = 5_000
+
+
+def default_throttle(device_count: int) -> tuple[float, int]:
+    """(rate per second, burst) sized so every device can receive texts at the same moment."""
+    return (
+        max(MIN_THROTTLE_RATE, float(device_count)),
+        max(MIN_THROTTLE_BURST, THROTTLE_BURST_PER_DEVICE * device_count),
+    )
+
+
+def parse_inbound_safety(
+    raw: Mapping[str, Any], devices: Mapping[str, str], fail: Any
+) -> dict[str, Any]:
+    """The inbound-safety settings of one environment, validated; `fail(message)` makes
+    the SettingsError that names the environment."""
+    allowed = raw.get("allowed_senders", {})
+    if not isinstance(allowed, Mapping):
+        raise fail("'allowed_senders' must map thing names to lists of sender numbers")
+    for thing, senders in allowed.items():
+        if thing not in devices:
+            raise fail(f"'allowed_senders' names {thing!r}, which is not one of 'devices'")
+        if (
+            not isinstance(senders, list)
+            or not senders
+            or not all(isinstance(s, str) and SENDER_ADDRESS.match(s) for s in senders)
+        ):
+            raise fail(
+                f"'allowed_senders' of {thing!r} must be a non-empty list of E.164 numbers "
+                "or channel addresses such as whatsapp:+15551234567"
+            )
+    replay = raw.get("replay_window_days", DEFAULT_REPLAY_WINDOW_DAYS)
+    if not isinstance(replay, int) or isinstance(replay, bool) or not 1 <= replay <= MAX_REPLAY_WINDOW_DAYS:
+        raise fail(f"'replay_window_days' must be an integer from 1 to {MAX_REPLAY_WINDOW_DAYS}")
+    default_rate, default_burst = default_throttle(len(devices))
+    rate = raw.get("throttle_rate_limit", default_rate)
+    burst = raw.get("throttle_burst_limit", default_burst)
+    if (
+        not isinstance(rate, (int, float))
+        or isinstance(rate, bool)
+        or not 1 <= rate <= MAX_THROTTLE_RATE
+        or not isinstance(burst, int)
+        or isinstance(burst, bool)
+        or not 1 <= burst <= MAX_THROTTLE_BURST
+    ):
+        raise fail(
+            f"'throttle_rate_limit' must be from 1 to {MAX_THROTTLE_RATE:.0f} and "
+            f"'throttle_burst_limit' an integer from 1 to {MAX_THROTTLE_BURST}"
+        )
+    if burst < len(devices):
+        raise fail(
+            f"'throttle_burst_limit' {burst} is below the number of devices ({len(devices)}): "
+            "texts to every device at once would get 429, which Twilio does not retry"
+        )
+    return {
+        "allowed_senders": {thing: tuple(senders) for thing, senders in allowed.items()},
+        "replay_window_days": replay,
+        "throttle_rate_limit": float(rate),
+        "throttle_burst_limit": burst,
+    }
+
+
 LOG_RETENTION_DAYS = frozenset(
     {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557}
 )
@@ -70,8 +147,14 @@ class EnvironmentSettings:
     """Point each bound number's SmsUrl at the webhook on deploy (custom resource)."""
     fallback_url: str | None = None
     alarm_email: str | None = None
-    throttle_rate_limit: float = 10.0
-    throttle_burst_limit: int = 20
+    throttle_rate_limit: float = MIN_THROTTLE_RATE
+    """API Gateway stage rate (requests/s); default from the number of devices."""
+    throttle_burst_limit: int = MIN_THROTTLE_BURST
+    """API Gateway stage burst; default from the number of devices, never below it."""
+    allowed_senders: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Thing -> the only senders whose texts reach it; a thing not listed accepts anyone."""
+    replay_window_days: int = DEFAULT_REPLAY_WINDOW_DAYS
+    """How long a MessageSid is remembered, so a replayed webhook is not published again."""
     retain_data: bool = False
     """Keep tables, queues and logs when the stack is deleted (set for prod)."""
 
@@ -132,10 +215,7 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentSettings:
         not isinstance(fallback, str) or not fallback.startswith("https://")
     ):
         raise fail("'fallback_url' must be an https:// URL")
-    rate = raw.get("throttle_rate_limit", 10.0)
-    burst = raw.get("throttle_burst_limit", 20)
-    if not isinstance(rate, (int, float)) or rate <= 0 or not isinstance(burst, int) or burst < 1:
-        raise fail("'throttle_rate_limit' and 'throttle_burst_limit' must be positive")
+    inbound_safety = parse_inbound_safety(raw, devices, fail)
     for flag in ("status_callback", "configure_twilio_number", "retain_data"):
         if not isinstance(raw.get(flag, False), bool):
             raise fail(f"'{flag}' must be true or false")
@@ -154,7 +234,6 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentSettings:
         configure_twilio_number=raw.get("configure_twilio_number", False),
         fallback_url=fallback,
         alarm_email=raw.get("alarm_email"),
-        throttle_rate_limit=float(rate),
-        throttle_burst_limit=burst,
         retain_data=raw.get("retain_data", False),
+        **inbound_safety,
     )

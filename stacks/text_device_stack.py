@@ -96,6 +96,8 @@ class TextDeviceStack(Stack):
             removal_policy=removal,
             throttle_rate_limit=settings.throttle_rate_limit,
             throttle_burst_limit=settings.throttle_burst_limit,
+            allowed_senders=settings.allowed_senders,
+            replay_window_days=settings.replay_window_days,
         )
         # Optional: Twilio reports delivery to POST /status on the webhook's API.
         self.status_callback = (

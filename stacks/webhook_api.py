@@ -52,6 +52,8 @@ class WebhookApi(Construct):
         removal_policy: RemovalPolicy,
         throttle_rate_limit: float,
         throttle_burst_limit: int,
+        allowed_senders: Mapping[str, Sequence[str]],
+        replay_window_days: int,
     ) -> None:
         super().__init__(scope, construct_id)
         self.idempotency_table = idempotency_table(
@@ -71,6 +73,11 @@ class WebhookApi(Construct):
                 "TWILIO_SECRET_NAME": secret_name,
                 "IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
                 "POWERTOOLS_SERVICE_NAME": "receive",
+                "ALLOWED_SENDERS": json.dumps(
+                    {thing: list(senders) for thing, senders in allowed_senders.items()},
+                    sort_keys=True,
+                ),
+                "REPLAY_WINDOW_SECONDS": str(Duration.days(replay_window_days).to_seconds()),
             },
             log_retention=log_retention,
             removal_policy=removal_policy,

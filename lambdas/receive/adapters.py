@@ -1,11 +1,11 @@
-"""The receive Lambda's AWS side: the cached Twilio auth token and the once-only publish."""
+"""The receive Lambda's AWS side: the cached Twilio auth tokens and the once-only publish."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
@@ -19,12 +19,13 @@ SECRET_MAX_AGE_SECONDS = 300
 """How long a warm container trusts its cached token before reading the secret again."""
 MIN_REFRESH_INTERVAL_SECONDS = 30.0
 """A failed signature forces a fresh read at most this often (forged requests are cheap)."""
-IDEMPOTENCY_SECONDS = 24 * 3600
-"""A MessageSid delivered again within this time is not published again."""
+SECONDARY_TOKEN_KEY = "secondary_auth_token"
+"""Optional key of the secret: the token Twilio is rotating to (or from); both verify."""
 
 
 class SecretTokenSource:
-    """Twilio's auth token from the Secrets Manager secret `{"account_sid", "auth_token"}`."""
+    """Twilio's auth tokens from the Secrets Manager secret
+    `{"account_sid", "auth_token", "secondary_auth_token"?}`."""
 
     def __init__(
         self,
@@ -42,11 +43,12 @@ class SecretTokenSource:
         self._clock = clock
         self._last_refresh: float | None = None
 
-    def _fetch(self, *, force: bool) -> str:
+    def _fetch(self, *, force: bool) -> tuple[str, ...]:
         value = self._provider.get(
             self._name, max_age=self._max_age, transform="json", force_fetch=force
         )
         token = value.get("auth_token") if isinstance(value, dict) else None
+        secondary = value.get(SECONDARY_TOKEN_KEY) if isinstance(value, dict) else None
         if not isinstance(token, str) or not token:
             example = json.dumps({"account_sid": "ACxxxxxxxx", "auth_token": "your-auth-token"})
             raise ConfigurationError(
@@ -54,19 +56,29 @@ class SecretTokenSource:
                 "verified. Put the credentials once per environment: aws secretsmanager "
                 f"put-secret-value --secret-id {self._name} --secret-string '{example}'"
             )
-        return token
+        if isinstance(secondary, str) and secondary and secondary != token:
+            return (token, secondary)
+        return (token,)
 
-    def current(self) -> str:
-        """The cached token (read again after `max_age` seconds)."""
+    def current(self) -> tuple[str, ...]:
+        """The cached tokens (read again after `max_age` seconds)."""
         return self._fetch(force=False)
 
-    def refreshed(self) -> str | None:
+    def refreshed(self) -> tuple[str, ...] | None:
         """A fresh read of the secret, or None if one was made less than the interval ago."""
         now = self._clock()
         if self._last_refresh is not None and now - self._last_refresh < self._min_refresh_interval:
             return None
         self._last_refresh = now
         return self._fetch(force=True)
+
+
+class FirstDelivery(Protocol):
+    """Called once per MessageSid, before its publish (contacts.ContactsTable)."""
+
+    def record_inbound(self, thing: str, number: str) -> None:
+        """Records that `number` texted `thing`."""
+        ...
 
 
 class InboundPublisher:
@@ -77,9 +89,11 @@ class InboundPublisher:
         iot_data: Any,
         persistence: BasePersistenceLayer,
         *,
-        expires_after_seconds: int = IDEMPOTENCY_SECONDS,
+        expires_after_seconds: int,
+        contacts: FirstDelivery | None = None,
     ) -> None:
         self._iot_data = iot_data
+        self._contacts = contacts
         self._config = IdempotencyConfig(
             event_key_jmespath="Id",
             raise_on_no_idempotency_key=True,
@@ -94,7 +108,11 @@ class InboundPublisher:
             key_prefix="inbound",
         )(self._publish)
 
-    def _publish(self, *, topic: str, message: dict[str, Any]) -> dict[str, Any]:
+    def _publish(self, *, thing: str, topic: str, message: dict[str, Any]) -> dict[str, Any]:
+        # Before the publish, so the device's reply finds the reply window open; only on
+        # the first delivery, so a replayed request cannot reopen it.
+        if self._contacts is not None:
+            self._contacts.record_inbound(thing, message["From"])
         self._iot_data.publish(topic=topic, qos=1, payload=encode_message(message))
         return {"published": True}
 
@@ -106,7 +124,9 @@ class InboundPublisher:
         """
         self._config.register_lambda_context(lambda_context)
         try:
-            result = self._publish_once(topic=decision.topic, message=decision.message)
+            result = self._publish_once(
+                thing=decision.thing, topic=decision.topic, message=decision.message
+            )
         except IdempotencyAlreadyInProgressError:
             return False
         return bool(result.get("published")) if isinstance(result, dict) else False

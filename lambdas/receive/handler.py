@@ -20,6 +20,8 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from contacts import ContactsTable
+from inbound_policy import ConsentMessage, Stranger
 from webhook import (
     BadRequest,
     ConfigurationError,
@@ -48,6 +50,7 @@ class Receiver:
     config: ReceiveConfig
     tokens: SecretTokenSource
     publisher: InboundPublisher
+    contacts: ContactsTable | None = None
 
     def handle(self, event: Any, context: LambdaContext) -> str:
         """Returns the TwiML to answer; raises WebhookError for a 403/400."""
@@ -64,6 +67,23 @@ class Receiver:
                 message_sid=decision.message_sid,
                 body_length=decision.length,
                 body_limit=decision.limit,
+            )
+        elif isinstance(decision, Stranger):
+            logger.info(
+                "Sender not on the device's allow-list: nothing published",
+                thing=decision.thing,
+                message_sid=decision.message_sid,
+                sender=mask_number(decision.sender),
+            )
+        elif isinstance(decision, ConsentMessage):
+            if self.contacts is not None:
+                self.contacts.record_consent(decision.thing, decision.sender, decision.signal)
+            logger.info(
+                "Consent keyword: recorded, not forwarded (Twilio answers it)",
+                thing=decision.thing,
+                message_sid=decision.message_sid,
+                sender=mask_number(decision.sender),
+                signal=decision.signal.value,
             )
         elif isinstance(decision, Publish):
             published = self.publisher.publish(decision, context)
@@ -85,8 +105,13 @@ class Receiver:
 def receiver() -> Receiver:
     """Builds the Receiver from the environment on first use (cleared by tests)."""
     environ = os.environ
+    config = ReceiveConfig.from_environ(environ)
+    dynamodb = boto3.client("dynamodb")
+    contacts = (
+        ContactsTable(dynamodb, config.contacts_table) if config.contacts_table else None
+    )
     return Receiver(
-        config=ReceiveConfig.from_environ(environ),
+        config=config,
         tokens=SecretTokenSource(
             SecretsProvider(boto3_client=boto3.client("secretsmanager")),
             environ["TWILIO_SECRET_NAME"],
@@ -94,9 +119,12 @@ def receiver() -> Receiver:
         publisher=InboundPublisher(
             boto3.client("iot-data"),
             DynamoDBPersistenceLayer(
-                table_name=environ["IDEMPOTENCY_TABLE"], boto3_client=boto3.client("dynamodb")
+                table_name=environ["IDEMPOTENCY_TABLE"], boto3_client=dynamodb
             ),
+            expires_after_seconds=config.replay_window_seconds,
+            contacts=contacts,
         ),
+        contacts=contacts,
     )
 
 

@@ -9,6 +9,7 @@ rebuilds the URL Twilio signed, checks `X-Twilio-Signature` with twilio's
   message prefixes to 403 / 400 (see stacks/webhook_api.py);
 - `Unbound`: `To` is bound to no device, answer empty TwiML;
 - `TooLong`: the body exceeds the limit, answer TwiML that tells the sender the limit;
+- `Stranger` / `ConsentMessage` (inbound_policy.py): not the device's business, not forwarded;
 - `Publish`: the message for `{prefix}/{thing}/inbound` (DESIGN.md's contract).
 """
 
@@ -26,6 +27,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from inbound_policy import Consent, ConsentMessage, SenderPolicy, Stranger, consent_signal
+from inbound_policy import is_sender_address as _address
 from twilio.request_validator import RequestValidator
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
@@ -56,6 +59,7 @@ _MEDIA_TYPE = re.compile(
 )
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
 _MEDIA_KEY = re.compile(r"Media(Url|ContentType)([0-9]+)")
+_PARAMETER_NAME = re.compile(r"[A-Z][A-Za-z0-9]{0,63}")
 
 
 class WebhookError(Exception):
@@ -87,12 +91,13 @@ class ConfigurationError(Exception):
 # -- Fields -----------------------------------------------------------------------------------
 
 
-def _free_text(value: str) -> bool:
-    return len(value) <= 256
-
-
-def _e164_or_empty(value: str) -> bool:
-    return value == "" or re.fullmatch(r"\+?[0-9]{1,20}", value) is not None
+# Strict shapes: a value that absorbed the next field's name (a re-split: `FromCity=BOSTON`
+# + `FromCountry=US` sent as `FromCity=BOSTONFromCountryUS`) has lower-case letters or is
+# too long. Twilio writes places in capitals.
+_PLACE = re.compile(r"[A-Z0-9 .,'()/-]{0,64}")
+_POSTCODE = re.compile(r"[A-Z0-9 -]{0,12}")
+_PROFILE_NAME = re.compile(r"[^\x00-\x1f\x7f]{0,32}")
+"""A WhatsApp profile name (WhatsApp allows 25 characters), no control characters."""
 
 
 FIELD_VALIDATORS: Mapping[str, Callable[[str], bool]] = {
@@ -103,20 +108,55 @@ FIELD_VALIDATORS: Mapping[str, Callable[[str], bool]] = {
     "ReferralNumMedia": lambda v: _DIGITS.fullmatch(v) is not None,
     "SmsStatus": lambda v: re.fullmatch(r"[a-z_-]{1,32}", v) is not None,
     "ApiVersion": lambda v: re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", v) is not None,
-    "FromCity": _free_text,
-    "FromState": _free_text,
-    "FromZip": _free_text,
+    "FromCity": lambda v: _PLACE.fullmatch(v) is not None,
+    "FromState": lambda v: _PLACE.fullmatch(v) is not None,
+    "FromZip": lambda v: _POSTCODE.fullmatch(v) is not None,
     "FromCountry": lambda v: re.fullmatch(r"([A-Z]{2})?", v) is not None,
-    "ToCity": _free_text,
-    "ToState": _free_text,
-    "ToZip": _free_text,
+    "ToCity": lambda v: _PLACE.fullmatch(v) is not None,
+    "ToState": lambda v: _PLACE.fullmatch(v) is not None,
+    "ToZip": lambda v: _POSTCODE.fullmatch(v) is not None,
     "ToCountry": lambda v: re.fullmatch(r"([A-Z]{2})?", v) is not None,
-    "OptOutType": lambda v: re.fullmatch(r"[A-Z]{1,32}", v) is not None,
-    "ProfileName": _free_text,
-    "WaId": _e164_or_empty,
+    "ProfileName": lambda v: _PROFILE_NAME.fullmatch(v) is not None,
+    "WaId": lambda v: re.fullmatch(r"([0-9]{1,15})?", v) is not None,
 }
-"""Webhook parameters that may be forwarded (`EXTRA_FIELDS`), each with its check. Kept in
-step with `FORWARDABLE_FIELDS` of stacks/settings.py (a test compares them)."""
+"""Webhook parameters that may be forwarded (`EXTRA_FIELDS`), each with its strict check.
+Kept in step with `FORWARDABLE_FIELDS` of stacks/settings.py (a test compares them)."""
+
+TRUSTED_FIELDS = ("From", "To", "Body", "MessageSid", "OptOutType")
+"""Fields whose values decide where a message goes and whether it is forwarded."""
+DOCUMENTED_PARAMETERS = frozenset(
+    {
+        *FIELD_VALIDATORS,
+        *TRUSTED_FIELDS,
+        *("SmsSid", "SmsMessageSid", "AddOns", "Forwarded", "FrequentlyForwarded"),
+        *("ButtonText", "ButtonPayload", "ChannelMetadata", "MessageType"),
+        *("Latitude", "Longitude", "Address", "Label"),
+        *("OriginalRepliedMessageSender", "OriginalRepliedMessageSid"),
+        *("ReferralBody", "ReferralHeadline", "ReferralSourceId", "ReferralSourceType"),
+        *("ReferralSourceUrl", "ReferralMediaId", "ReferralMediaContentType"),
+        *("ReferralMediaUrl", "ReferralCtwaClid"),
+    }
+)
+"""Parameters Twilio documents for incoming messages (SMS, MMS, WhatsApp, RCS). Twilio adds
+parameters without notice, so others are accepted (signed, never forwarded), except where
+only a re-split would put them: see `check_parameter_names`."""
+
+
+def check_parameter_names(form: Mapping[str, object]) -> None:
+    """Raises BadRequest for a parameter name a re-split request would leave behind.
+
+    Twilio signs names and values concatenated, so a captured request can be re-cut: text
+    at the end of one value becomes a new parameter (`Body=hiFrom+1555...FromA` ...). Twilio's
+    names are CamelCase; an undocumented name that extends a trusted field's name (`FromA`,
+    `BodyX`) sorts right after that field, where only a re-split would put it.
+    """
+    for name in form:
+        if _MEDIA_KEY.fullmatch(name) or name in DOCUMENTED_PARAMETERS:
+            continue
+        if not _PARAMETER_NAME.fullmatch(name):
+            raise BadRequest(f"parameter name {name[:40]!r} is not one Twilio sends")
+        if name.startswith(TRUSTED_FIELDS):
+            raise BadRequest(f"parameter {name} is not a Twilio parameter (a re-split field?)")
 
 
 class FormParams(dict[str, list[str]]):
@@ -315,14 +355,15 @@ def signature_is_valid(request: WebhookRequest, auth_token: str) -> bool:
 
 
 class TokenSource(Protocol):
-    """Where the Twilio auth token comes from (cached; refreshable after a rotation)."""
+    """Where the Twilio auth tokens come from (cached; refreshable after a rotation): the
+    primary and, while a rotation is under way, the secondary."""
 
-    def current(self) -> str:
-        """The cached token; raises ConfigurationError if the secret is not filled in."""
+    def current(self) -> tuple[str, ...]:
+        """The cached tokens; raises ConfigurationError if the secret is not filled in."""
         ...
 
-    def refreshed(self) -> str | None:
-        """A freshly fetched token, or None when one was fetched too recently."""
+    def refreshed(self) -> tuple[str, ...] | None:
+        """Freshly fetched tokens, or None when they were fetched too recently."""
         ...
 
 
@@ -334,13 +375,15 @@ def authenticate(request: WebhookRequest, tokens: TokenSource) -> None:
     if not _SIGNATURE.fullmatch(request.signature):
         # A wrong signature (403), found without reading the secret or computing any HMAC.
         raise Forbidden("X-Twilio-Signature is not an HMAC-SHA1 signature (28 base64 characters)")
-    token = tokens.current()
-    if signature_is_valid(request, token):
+    cached = tokens.current()
+    if any(signature_is_valid(request, token) for token in cached):
         return
-    # The token may have been rotated since it was cached: fetch it again (rate-limited,
-    # so forged requests cannot hammer Secrets Manager) and retry once.
+    # The tokens may have been rotated since they were cached: fetch them again
+    # (rate-limited, so forged requests cannot hammer Secrets Manager) and retry once.
     fresh = tokens.refreshed()
-    if fresh is not None and fresh != token and signature_is_valid(request, fresh):
+    if fresh is not None and any(
+        signature_is_valid(request, token) for token in fresh if token not in cached
+    ):
         return
     raise Forbidden("invalid X-Twilio-Signature")
 
@@ -356,24 +399,38 @@ class ReceiveConfig:
     things_by_number: Mapping[str, str]
     body_limit: int = 160
     extra_fields: tuple[str, ...] = ()
+    senders: SenderPolicy = SenderPolicy()
+    replay_window_seconds: int = 400 * 86400
+    """How long a MessageSid is remembered: a replay within it is not published again."""
+    contacts_table: str | None = None
+    """Where opt-outs and the reply window are recorded for the send Lambda (contacts.py)."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> ReceiveConfig:
-        """Reads TOPIC_PREFIX, THINGS_BY_NUMBER (JSON), BODY_LIMIT and EXTRA_FIELDS."""
+        """Reads TOPIC_PREFIX, THINGS_BY_NUMBER (JSON), BODY_LIMIT, EXTRA_FIELDS,
+        ALLOWED_SENDERS (JSON), REPLAY_WINDOW_SECONDS and CONTACTS_TABLE."""
         try:
             things = json.loads(environ.get("THINGS_BY_NUMBER", "{}"))
             limit = int(environ.get("BODY_LIMIT", "160"))
+            senders = SenderPolicy.from_json(environ.get("ALLOWED_SENDERS", "{}"))
+            replay = int(environ.get("REPLAY_WINDOW_SECONDS", str(cls.replay_window_seconds)))
         except ValueError as error:
-            raise ConfigurationError("THINGS_BY_NUMBER or BODY_LIMIT is malformed") from error
+            raise ConfigurationError(
+                "THINGS_BY_NUMBER, BODY_LIMIT, ALLOWED_SENDERS or REPLAY_WINDOW_SECONDS "
+                "is malformed"
+            ) from error
         extra = tuple(f for f in environ.get("EXTRA_FIELDS", "").split(",") if f)
         unknown = sorted(set(extra) - set(FIELD_VALIDATORS))
-        if unknown or not isinstance(things, dict) or limit < 1:
+        if unknown or not isinstance(things, dict) or limit < 1 or replay < 1:
             raise ConfigurationError(f"bad receive settings (unknown extra fields: {unknown})")
         return cls(
             topic_prefix=environ.get("TOPIC_PREFIX", "sms"),
             things_by_number={str(k): str(v) for k, v in things.items()},
             body_limit=limit,
             extra_fields=extra,
+            senders=senders,
+            replay_window_seconds=replay,
+            contacts_table=environ.get("CONTACTS_TABLE") or None,
         )
 
 
@@ -427,7 +484,7 @@ def encode_message(message: Mapping[str, Any]) -> bytes:
     return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-Decision = Unbound | TooLong | Publish
+Decision = Unbound | TooLong | Stranger | ConsentMessage | Publish
 
 
 def _media(form: FormParams) -> list[dict[str, str]]:
@@ -455,17 +512,20 @@ def _media(form: FormParams) -> list[dict[str, str]]:
 
 def decide(form: FormParams, config: ReceiveConfig) -> Decision:
     """What to do with a webhook whose signature is valid."""
+    check_parameter_names(form)
     to = form.one("To")
+    if not _address(to):
+        raise BadRequest("To is not a phone number or channel address")
     thing = config.things_by_number.get(to)
     if thing is None:
         return Unbound(to=to)
     sid = form.one("MessageSid")
     sender = form.one("From")
-    body = form.maybe("Body") or ""
+    body = form.one("Body")  # always sent, empty for a picture alone
     if not _SID.fullmatch(sid):
         raise BadRequest("MessageSid is not a Twilio SID")
-    if not sender or len(sender) > 256:
-        raise BadRequest("From is empty or too long")
+    if not _address(sender):
+        raise BadRequest("From is not an E.164 number or a channel address (whatsapp:+...)")
     media = _media(form)
     extras: dict[str, str] = {}
     for name in config.extra_fields:
@@ -475,6 +535,16 @@ def decide(form: FormParams, config: ReceiveConfig) -> Decision:
         if not FIELD_VALIDATORS[name](value):
             raise BadRequest(f"parameter {name} is not valid")
         extras[name] = value
+    opt_out_type = form.maybe("OptOutType")
+    if opt_out_type is not None and opt_out_type not in Consent.__members__:
+        raise BadRequest("OptOutType is not STOP, START or HELP")
+    signal = consent_signal(body, opt_out_type)
+    if signal is not None:
+        return ConsentMessage(
+            thing=thing, message_sid=sid, sender=sender, signal=signal, twiml=EMPTY_TWIML
+        )
+    if not config.senders.allows(thing, sender):
+        return Stranger(thing=thing, message_sid=sid, sender=sender, twiml=EMPTY_TWIML)
     if len(body) > config.body_limit:
         return TooLong(thing=thing, message_sid=sid, length=len(body), limit=config.body_limit)
     message: dict[str, Any] = {

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
+from stacks.settings import default_throttle
 from tests.conftest import ENVIRONMENTS, ROOT, Synthesized, cdk_context
 
 
@@ -163,8 +164,9 @@ def test_stage_has_access_logs_and_throttling(synth: Synthesized) -> None:
     assert not any("sourceIp" in v or "querystring" in v.lower() for v in log_format.values())
     settings = cdk_context()["environments"][synth.env]
     throttle = stage["MethodSettings"][0]
-    assert throttle["ThrottlingRateLimit"] == settings.get("throttle_rate_limit", 10)
-    assert throttle["ThrottlingBurstLimit"] == settings.get("throttle_burst_limit", 20)
+    rate, burst = default_throttle(len(settings["devices"]))
+    assert throttle["ThrottlingRateLimit"] == settings.get("throttle_rate_limit", rate)
+    assert throttle["ThrottlingBurstLimit"] == settings.get("throttle_burst_limit", burst)
 
 
 # -- Lambdas --------------------------------------------------------------------------------

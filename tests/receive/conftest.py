@@ -29,7 +29,7 @@ from loop.apigw_vtl import (
 from tests.conftest import ROOT, Synthesized
 
 RECEIVE_DIR = ROOT / "lambdas" / "receive"
-MODULES = ("webhook", "adapters", "handler")
+MODULES = ("inbound_policy", "contacts", "webhook", "adapters", "handler")
 TOKEN = "0123456789abcdef0123456789abcdef"
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -60,7 +60,8 @@ RECEIVE = _load_receive_modules()
 
 @pytest.fixture(scope="session")
 def receive() -> SimpleNamespace:
-    """The receive Lambda's modules: `webhook`, `adapters`, `handler`."""
+    """The receive Lambda's modules: `inbound_policy`, `contacts`, `webhook`, `adapters`,
+    `handler`."""
     return RECEIVE
 
 

@@ -260,13 +260,13 @@ def test_custom_domain_with_base_path_and_query_string_validates(world: ReceiveW
 def test_extra_fields_are_forwarded_when_configured(
     world: ReceiveWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("EXTRA_FIELDS", "FromCountry,NumSegments,OptOutType")
+    monkeypatch.setenv("EXTRA_FIELDS", "FromCountry,NumSegments,ProfileName")
     RECEIVE.handler.receiver.cache_clear()
-    pairs = sms(extra=[("FromCountry", "DE"), ("OptOutType", "STOP")])
+    pairs = sms(extra=[("FromCountry", "DE"), ("ProfileName", "Ana 🌻")])
     assert world.send(Call(pairs)).status == 200
     ((_, message),) = world.published()
     assert message["FromCountry"] == "DE" and message["NumSegments"] == "1"
-    assert message["OptOutType"] == "STOP"
+    assert message["ProfileName"] == "Ana 🌻"
     bad = sms(sid="SM" + "0" * 31 + "3", extra=[("FromCountry", "Germany")])
     assert world.send(Call(bad)).status == 400
 

@@ -73,14 +73,21 @@ def webhooks(draw: st.DrawFn) -> dict[str, Any]:
         }
         for _ in range(media_count)
     ]
-    forwarded = {
-        name: draw(TEXT.map(lambda v: v[:256])) for name in FORWARDED if draw(st.booleans())
+    # Every value in the shape Twilio gives it (the handler rejects anything else).
+    shaped = {
+        "FromCity": st.text(alphabet="ABCXYZ019 .,'()/-", max_size=64),
+        "ToZip": st.text(alphabet="ABZ0189 -", max_size=12),
+        "ProfileName": TEXT.map(lambda v: "".join(c for c in v if c.isprintable())[:32]),
     }
+    forwarded = {name: draw(shaped[name]) for name in FORWARDED if draw(st.booleans())}
+    # Parameters Twilio may add without notice: CamelCase names, any value.
     others = draw(
         st.lists(
             st.tuples(
-                st.text(min_size=1, max_size=12).filter(
-                    lambda n: n not in CONTRACT and n not in FORWARDED and not n.startswith("Media")
+                st.from_regex(r"[A-Z][A-Za-z0-9]{0,11}", fullmatch=True).filter(
+                    lambda n: n not in CONTRACT
+                    and n not in FORWARDED
+                    and not n.startswith(RECEIVE.webhook.TRUSTED_FIELDS + ("Media",))
                 ),
                 TEXT,
             ),
@@ -88,8 +95,12 @@ def webhooks(draw: st.DrawFn) -> dict[str, Any]:
         )
     )
     return {
-        "Body": draw(TEXT),
-        "From": draw(TEXT.filter(bool)),
+        "Body": draw(
+            TEXT.filter(lambda body: RECEIVE.inbound_policy.consent_signal(body, None) is None)
+        ),
+        "From": draw(
+            st.from_regex(r"(whatsapp:|rcs:)?\+[1-9][0-9]{6,14}|[0-9]{3,8}", fullmatch=True)
+        ),
         "Sid": f"SM{next(_sids):032x}",
         "Media": media,
         "Forwarded": forwarded,
