@@ -143,20 +143,29 @@ only a re-split would put them: see `check_parameter_names`."""
 
 
 def check_parameter_names(form: Mapping[str, object]) -> None:
-    """Raises BadRequest for a parameter name a re-split request would leave behind.
+    """Raises BadRequest for a parameter a re-split request would leave behind.
 
-    Twilio signs names and values concatenated, so a captured request can be re-cut: text
-    at the end of one value becomes a new parameter (`Body=hiFrom+1555...FromA` ...). Twilio's
-    names are CamelCase; an undocumented name that extends a trusted field's name (`FromA`,
-    `BodyX`) sorts right after that field, where only a re-split would put it.
+    Twilio signs names and values concatenated in name order, so a captured request can be
+    re-cut: the end of one value becomes a new parameter (`Body=DO NOT OPEN` re-cut as
+    `Body=` + `DO= NOT OPEN`; `Body=hiFrom+1555...` as `Body=hi`, `From=+1555...`, `FromA=...`).
+    The cut leaves a name that sorts right after the trusted field it shortened. Twilio's
+    names are CamelCase, and Twilio adds parameters without notice, so unknown names are
+    accepted anywhere else; right after a trusted field only documented ones are.
     """
-    for name in form:
-        if _MEDIA_KEY.fullmatch(name) or name in DOCUMENTED_PARAMETERS:
-            continue
+    names = sorted(form)  # the order Twilio signs in
+    for index, name in enumerate(names):
         if not _PARAMETER_NAME.fullmatch(name):
             raise BadRequest(f"parameter name {name[:40]!r} is not one Twilio sends")
-        if name.startswith(TRUSTED_FIELDS):
-            raise BadRequest(f"parameter {name} is not a Twilio parameter (a re-split field?)")
+        previous = names[index - 1] if index else ""
+        if (
+            previous in TRUSTED_FIELDS
+            and name not in DOCUMENTED_PARAMETERS
+            and not _MEDIA_KEY.fullmatch(name)
+        ):
+            raise BadRequest(
+                f"parameter {name} follows {previous} but is not a documented Twilio "
+                "parameter: a re-split request?"
+            )
 
 
 class FormParams(dict[str, list[str]]):

@@ -11,7 +11,15 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import parameters
-from status import BadCallback, form_of, report_of, signature, signed_url
+from status import (
+    BadCallback,
+    auth_tokens,
+    form_of,
+    report_of,
+    signature,
+    signature_is_well_formed,
+    signed_url,
+)
 from twilio.request_validator import RequestValidator
 
 SECRET_MAX_AGE = 300
@@ -30,11 +38,18 @@ def lambda_handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
     except BadCallback as error:
         logger.warning("status callback rejected", extra={"reason": str(error)})
         return _answer(400)
+    signed = signature(event)
+    if not signature_is_well_formed(signed):
+        # Refused without reading the secret or computing any HMAC.
+        logger.warning("status callback rejected", extra={"reason": "malformed signature"})
+        return _answer(403)
     secret = parameters.get_secret(
         os.environ["TWILIO_SECRET_NAME"], transform="json", max_age=SECRET_MAX_AGE
     )
-    token = secret.get("auth_token", "") if isinstance(secret, dict) else ""
-    if not token or not RequestValidator(token).validate(signed_url(event), form, signature(event)):
+    url = signed_url(event)
+    if not any(
+        RequestValidator(token).validate(url, form, signed) for token in auth_tokens(secret)
+    ):
         logger.warning("status callback rejected", extra={"reason": "invalid signature"})
         return _answer(403)
     try:

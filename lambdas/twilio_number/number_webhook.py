@@ -3,7 +3,9 @@
 Used by the custom resource (handler.py) on deploy: `configure` records the number's
 current SMS URLs and sets the webhook (and fallback) URL; `restore` puts the recorded URLs
 back when the resource is deleted. What was there is kept in the resource's physical ID,
-the only state CloudFormation hands back on delete.
+the only state CloudFormation hands back on delete. The physical ID is shown in the console
+and in stack events, so it never holds a secret: user:password@ and the query string of
+the previous URLs are dropped, and the operator is told to put them back after a delete.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import base64
 import json
 import re
-from dataclasses import asdict, dataclass
+import urllib.parse
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 ID_PREFIX = "twilio-number"
@@ -68,9 +71,38 @@ class Desired:
         return cls(phone_number=number, sms_url=url, sms_fallback_url=fallback)
 
 
+STRIPPED_KEY = "stripped"
+"""Set in the physical ID when credentials or a query string were dropped from a URL."""
+
+
+def url_without_secrets(url: str) -> str:
+    """`url` without what can carry a secret: `user:password@` and the query string.
+
+    The fragment stays: Twilio's connection overrides (`#rc=2&rp=all`) are not secret.
+    """
+    if not url:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", parts.fragment))
+
+
+def without_secrets(webhook: SmsWebhook) -> SmsWebhook:
+    """`webhook` with both URLs passed through `url_without_secrets`."""
+    return replace(
+        webhook,
+        sms_url=url_without_secrets(webhook.sms_url),
+        sms_fallback_url=url_without_secrets(webhook.sms_fallback_url),
+    )
+
+
 def physical_id(number_sid: str, previous: SmsWebhook) -> str:
-    """`twilio-number:{PN sid}:{previous settings, base64url JSON}`."""
-    blob = base64.urlsafe_b64encode(json.dumps(asdict(previous)).encode()).decode()
+    """`twilio-number:{PN sid}:{previous settings without secrets, base64url JSON}`."""
+    kept = without_secrets(previous)
+    record: dict[str, object] = asdict(kept)
+    if kept != previous:
+        record[STRIPPED_KEY] = True
+    blob = base64.urlsafe_b64encode(json.dumps(record).encode()).decode()
     value = f"{ID_PREFIX}:{number_sid}:{blob}"
     if len(value) > MAX_PHYSICAL_ID:
         raise NumberWebhookError(
@@ -80,16 +112,17 @@ def physical_id(number_sid: str, previous: SmsWebhook) -> str:
     return value
 
 
-def parse_physical_id(value: str) -> tuple[str, SmsWebhook] | None:
-    """(number SID, previous settings), or None for an ID this code did not make
-    (e.g. a create that failed before configuring anything)."""
+def parse_physical_id(value: str) -> tuple[str, SmsWebhook, bool] | None:
+    """(number SID, previous settings, whether secrets were dropped from them), or None for
+    an ID this code did not make (e.g. a create that failed before configuring anything)."""
     parts = value.split(":", 2)
     if len(parts) != 3 or parts[0] != ID_PREFIX or not NUMBER_SID.match(parts[1]):
         return None
     try:
         fields = json.loads(base64.urlsafe_b64decode(parts[2].encode()))
-        return parts[1], SmsWebhook(**fields)
-    except (ValueError, TypeError):
+        stripped = bool(fields.pop(STRIPPED_KEY, False))
+        return parts[1], SmsWebhook(**fields), stripped
+    except (ValueError, TypeError, AttributeError):
         return None
 
 
@@ -127,7 +160,7 @@ def reconfigure(client: Any, resource_id: str, old: Desired | None, desired: Des
     parsed = parse_physical_id(resource_id)
     if parsed is None or old is None or old.phone_number != desired.phone_number:
         return configure(client, desired)
-    number_sid, _ = parsed
+    number_sid = parsed[0]
     apply(client, number_sid, SmsWebhook(desired.sms_url, "POST", desired.sms_fallback_url))
     return resource_id
 
@@ -135,14 +168,20 @@ def reconfigure(client: Any, resource_id: str, old: Desired | None, desired: Des
 def restore(client: Any, resource_id: str, desired: Desired | None) -> str:
     """Delete: put the remembered webhook back, unless someone has changed it since.
 
-    Returns what was done, for the log: "restored", "changed-since" or "nothing".
+    Returns what was done, for the log: "restored", "restored without credentials or query
+    string (put them back in the Twilio console)", "changed-since" or "nothing".
     """
     parsed = parse_physical_id(resource_id)
     if parsed is None:
         return "nothing"
-    number_sid, previous = parsed
+    number_sid, previous, stripped = parsed
     current = SmsWebhook.of(client.incoming_phone_numbers(number_sid).fetch())
     if desired is not None and current.sms_url != desired.sms_url:
         return "changed-since"
     apply(client, number_sid, previous)
+    if stripped:
+        return (
+            "restored without credentials or query string "
+            "(put them back in the Twilio console)"
+        )
     return "restored"

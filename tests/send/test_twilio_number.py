@@ -112,7 +112,7 @@ def test_create_sets_the_webhook_and_remembers_the_previous_one(
     [answer] = answers
     assert answer["Status"] == "SUCCESS", answer["Reason"]
     parsed = parse_physical_id(answer["PhysicalResourceId"])
-    assert parsed == (PRISM_SID, SmsWebhook("", "POST", "", "POST"))
+    assert parsed == (PRISM_SID, SmsWebhook("", "POST", "", "POST"), False)
     listing, update = fresh_proxy.exchanges
     assert listing.method == "GET"
     assert parse_qs(urlsplit(listing.path).query)["PhoneNumber"] == [PRISM_NUMBER]
@@ -272,7 +272,7 @@ def test_previous_urls_too_long_to_remember_fail_before_any_change() -> None:
 
 
 def test_physical_id_round_trip_and_foreign_ids() -> None:
-    webhook = SmsWebhook("https://a.example/x?y=1", "GET", "", "POST")
-    assert parse_physical_id(physical_id(PRISM_SID, webhook)) == (PRISM_SID, webhook)
+    webhook = SmsWebhook("https://a.example/x#rc=2", "GET", "", "POST")
+    assert parse_physical_id(physical_id(PRISM_SID, webhook)) == (PRISM_SID, webhook, False)
     for foreign in ("", "abc", "twilio-number:PNxyz:e30=", f"twilio-number:{PRISM_SID}:!!"):
         assert parse_physical_id(foreign) is None
