@@ -34,6 +34,7 @@ from typing import Any
 
 from twilio.request_validator import RequestValidator
 
+from loop.api_stage import ProxyRoute, StageThrottle
 from loop.apigw_vtl import HttpResponse
 from loop.aws_local import REGION, LocalResources, MotoServer, find_by_path
 from loop.broker import CLOUD_USER, Broker, acl_from_iot_policy
@@ -111,8 +112,15 @@ class LocalLoop:
         retry_delay_s: float = 0.2,
         receive_concurrency: int = 4,
         send_concurrency: int = 4,
+        context: Mapping[str, Any] | None = None,
+        throttle: bool = False,
     ) -> None:
+        """`context`: cdk context over cdk.json's (e.g. a changed `environments`);
+        `throttle`: apply the stage's throttle (429 beyond its burst and rate), off by
+        default so load tests measure the pipeline rather than the stage limit."""
         self.workdir = workdir
+        self.context = dict(context or {})
+        self.throttle = throttle
         self.trace = Trace(echo=echo)
         self.received: dict[str, list[dict[str, Any]]] = {}
         """Per thing, every message its app was handed, in order."""
@@ -130,10 +138,9 @@ class LocalLoop:
     def _start(self, env: str, retry_delay_s: float, receive_n: int, send_n: int) -> None:
         workdir = self.workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.settings: EnvironmentSettings = parse_environment(
-            env, cdk_context()["environments"][env]
-        )
-        self.template = synthesized_template(env, workdir / "cdk.out")
+        environments = {**cdk_context(), **self.context}["environments"]
+        self.settings: EnvironmentSettings = parse_environment(env, environments[env])
+        self.template = synthesized_template(env, workdir / "cdk.out", self.context)
         resources = self.template["Resources"]
 
         self.moto = MotoServer()
@@ -203,7 +210,28 @@ class LocalLoop:
         )
         self._closers.append(self.send.close)
 
-        self.webhook = WebhookEndpoint(self.template, self.receive, on_response=self._on_webhook)
+        proxy_routes = {}
+        if self.settings.status_callback:
+            status_id = find_by_path(
+                self.template, "AWS::Lambda::Function", "StatusCallback/Handler/Function/Resource"
+            )
+            self.status = LocalFunction(
+                "status",
+                ROOT / "lambdas" / "status",
+                resources[status_id]["Properties"]["Handler"],
+                {**self.aws.function_environment(status_id), **endpoints},
+                log_path=workdir / "status.log",
+                concurrency=1,
+            )
+            self._closers.append(self.status.close)
+            proxy_routes["status"] = ProxyRoute(self.status, "/status")
+        self.webhook = WebhookEndpoint(
+            self.template,
+            self.receive,
+            on_response=self._on_webhook,
+            throttle=StageThrottle.from_template(self.template) if self.throttle else None,
+            proxy_routes=proxy_routes,
+        )
         self._closers.append(self.webhook.close)
 
         invoke_config = next(

@@ -42,19 +42,22 @@ def synthesize(env: str, outdir: Path, **extra_context: Any) -> tuple[Any, Path]
     return stack, outdir / f"{stack.stack_name}.template.json"
 
 
-def synthesized_template(env: str, outdir: Path) -> dict[str, Any]:
-    """The template of `env` as a dict, synthesized in a child process.
+def synthesized_template(
+    env: str, outdir: Path, context: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The template of `env` as a dict, synthesized in a child process (`context`: extra
+    context over cdk.json's, e.g. a changed `environments`).
 
     A child process, so that jsii's Node kernel lives only as long as the synthesis: the
     local loop runs for long and is stopped with Ctrl-C, which would otherwise reach that
     kernel too and make its exit noisy.
     """
     script = (
-        "import sys; from pathlib import Path; from loop.stack import synthesize; "
-        "print(synthesize(sys.argv[1], Path(sys.argv[2]))[1])"
+        "import json, sys; from pathlib import Path; from loop.stack import synthesize; "
+        "print(synthesize(sys.argv[1], Path(sys.argv[2]), **json.loads(sys.argv[3]))[1])"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script, env, str(outdir)],
+        [sys.executable, "-c", script, env, str(outdir), json.dumps(context or {})],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from loop.api_stage import TOO_MANY_REQUESTS, ProxyRoute, StageMetrics, StageThrottle
 from loop.apigw_vtl import HttpRequest, HttpResponse, LambdaMethod, LambdaResult, default_context
 from loop.lambda_runtime import LambdaError, LocalFunction
 
@@ -55,7 +56,14 @@ class WebhookEndpoint:
         path_part: str = "message",
         domain_name: str = PUBLIC_DOMAIN,
         on_response: Callable[[HttpResponse, float], None] | None = None,
+        throttle: StageThrottle | None = None,
+        proxy_routes: Mapping[str, ProxyRoute] | None = None,
     ) -> None:
+        """`throttle`: the stage's token bucket (None: unthrottled); `proxy_routes`: other
+        resources of the API (path part -> proxy integration), such as `status`."""
+        self.throttle = throttle
+        self.metrics = StageMetrics()
+        self.proxy_routes = dict(proxy_routes or {})
         self.method = LambdaMethod.from_template(template, path_part)
         self.stage = _stage_name(template)
         self.resource_path = "/" + path_part
@@ -104,10 +112,23 @@ class WebhookEndpoint:
     def handle(
         self, http_method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes
     ) -> HttpResponse:
-        """One request, answered as API Gateway would answer it."""
+        """One request, answered as API Gateway would answer it (and counted)."""
+        response = self._answer(http_method, raw_path, headers, body)
+        self.metrics.record(response.status)
+        return response
+
+    def _answer(
+        self, http_method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes
+    ) -> HttpResponse:
         url = urlsplit(raw_path)
-        if http_method != "POST" or url.path != f"/{self.stage}{self.resource_path}":
+        path_part = url.path.removeprefix(f"/{self.stage}/")
+        proxy = self.proxy_routes.get(path_part)
+        if http_method != "POST" or (
+            url.path != f"/{self.stage}{self.resource_path}" and proxy is None
+        ):
             return NO_ROUTE
+        if self.throttle is not None and not self.throttle.take():
+            return TOO_MANY_REQUESTS
         request = HttpRequest(
             body=body,
             headers=headers,
@@ -115,10 +136,12 @@ class WebhookEndpoint:
             context=default_context(
                 domain_name=self.domain_name,
                 stage=self.stage,
-                resource_path=self.resource_path,
+                resource_path="/" + path_part,
                 request_id=str(uuid.uuid4()),
             ),
         )
+        if proxy is not None:
+            return proxy.handle(request)
         return self.method.handle(request, self._invoke)
 
     def _invoke(self, event: dict[str, Any]) -> LambdaResult:
