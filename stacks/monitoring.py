@@ -16,7 +16,6 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-
 WEBHOOK_4XX_PER_5_MINUTES = 10
 """Twilio's own requests are never answered 4xx, so a few are a scanner; more are a flood
 of forged requests (403), throttled texts (429, not retried: lost) or a token rotation

@@ -86,7 +86,11 @@ def parse_inbound_safety(
                 "or channel addresses such as whatsapp:+15551234567"
             )
     replay = raw.get("replay_window_days", DEFAULT_REPLAY_WINDOW_DAYS)
-    if not isinstance(replay, int) or isinstance(replay, bool) or not 1 <= replay <= MAX_REPLAY_WINDOW_DAYS:
+    if (
+        not isinstance(replay, int)
+        or isinstance(replay, bool)
+        or not 1 <= replay <= MAX_REPLAY_WINDOW_DAYS
+    ):
         raise fail(f"'replay_window_days' must be an integer from 1 to {MAX_REPLAY_WINDOW_DAYS}")
     default_rate, default_burst = default_throttle(len(devices))
     rate = raw.get("throttle_rate_limit", default_rate)

@@ -19,7 +19,7 @@ SECRET_MAX_AGE_SECONDS = 300
 """How long a warm container trusts its cached token before reading the secret again."""
 MIN_REFRESH_INTERVAL_SECONDS = 30.0
 """A failed signature forces a fresh read at most this often (forged requests are cheap)."""
-SECONDARY_TOKEN_KEY = "secondary_auth_token"
+SECONDARY_TOKEN_KEY = "secondary_auth_token"  # noqa: S105 (a key name, not a secret)
 """Optional key of the secret: the token Twilio is rotating to (or from); both verify."""
 
 

@@ -21,12 +21,13 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from contacts import ContactsTable
-from inbound_policy import ConsentMessage, Stranger
 from webhook import (
     BadRequest,
     ConfigurationError,
+    ConsentMessage,
     Publish,
     ReceiveConfig,
+    Stranger,
     TooLong,
     Unbound,
     WebhookError,
@@ -107,9 +108,7 @@ def receiver() -> Receiver:
     environ = os.environ
     config = ReceiveConfig.from_environ(environ)
     dynamodb = boto3.client("dynamodb")
-    contacts = (
-        ContactsTable(dynamodb, config.contacts_table) if config.contacts_table else None
-    )
+    contacts = ContactsTable(dynamodb, config.contacts_table) if config.contacts_table else None
     return Receiver(
         config=config,
         tokens=SecretTokenSource(

@@ -79,24 +79,3 @@ class SenderPolicy:
         ):
             raise ValueError("expected an object of thing -> list of sender addresses")
         return cls({str(thing): frozenset(senders) for thing, senders in raw.items()})
-
-
-@dataclass(frozen=True)
-class Stranger:
-    """The sender is not on the device's allow-list: empty TwiML, nothing published."""
-
-    thing: str
-    message_sid: str
-    sender: str
-    twiml: str
-
-
-@dataclass(frozen=True)
-class ConsentMessage:
-    """A STOP/START/HELP keyword: recorded for the send side, never forwarded as a command."""
-
-    thing: str
-    message_sid: str
-    sender: str
-    signal: Consent
-    twiml: str

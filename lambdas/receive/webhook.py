@@ -9,7 +9,9 @@ rebuilds the URL Twilio signed, checks `X-Twilio-Signature` with twilio's
   message prefixes to 403 / 400 (see stacks/webhook_api.py);
 - `Unbound`: `To` is bound to no device, answer empty TwiML;
 - `TooLong`: the body exceeds the limit, answer TwiML that tells the sender the limit;
-- `Stranger` / `ConsentMessage` (inbound_policy.py): not the device's business, not forwarded;
+- `Stranger`: the sender is not on the device's allow-list (inbound_policy.py), nothing
+  published;
+- `ConsentMessage`: STOP/START/HELP, recorded for the send side (contacts.py), not forwarded;
 - `Publish`: the message for `{prefix}/{thing}/inbound` (DESIGN.md's contract).
 """
 
@@ -24,10 +26,10 @@ import math
 import re
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from inbound_policy import Consent, ConsentMessage, SenderPolicy, Stranger, consent_signal
+from inbound_policy import Consent, SenderPolicy, consent_signal
 from inbound_policy import is_sender_address as _address
 from twilio.request_validator import RequestValidator
 
@@ -408,7 +410,7 @@ class ReceiveConfig:
     things_by_number: Mapping[str, str]
     body_limit: int = 160
     extra_fields: tuple[str, ...] = ()
-    senders: SenderPolicy = SenderPolicy()
+    senders: SenderPolicy = field(default_factory=SenderPolicy)
     replay_window_seconds: int = 400 * 86400
     """How long a MessageSid is remembered: a replay within it is not published again."""
     contacts_table: str | None = None
@@ -471,6 +473,28 @@ class TooLong:
             '<?xml version="1.0" encoding="UTF-8"?><Response><Message>'
             f"{html.escape(text, quote=False)}</Message></Response>"
         )
+
+
+@dataclass(frozen=True)
+class Stranger:
+    """The sender is not on the device's allow-list: empty TwiML, nothing published."""
+
+    thing: str
+    message_sid: str
+    sender: str
+    twiml: str = EMPTY_TWIML
+
+
+@dataclass(frozen=True)
+class ConsentMessage:
+    """A STOP/START/HELP keyword: recorded for the send side, never forwarded as a command
+    (Twilio answers it itself)."""
+
+    thing: str
+    message_sid: str
+    sender: str
+    signal: Consent
+    twiml: str = EMPTY_TWIML
 
 
 @dataclass(frozen=True)
@@ -549,11 +573,9 @@ def decide(form: FormParams, config: ReceiveConfig) -> Decision:
         raise BadRequest("OptOutType is not STOP, START or HELP")
     signal = consent_signal(body, opt_out_type)
     if signal is not None:
-        return ConsentMessage(
-            thing=thing, message_sid=sid, sender=sender, signal=signal, twiml=EMPTY_TWIML
-        )
+        return ConsentMessage(thing=thing, message_sid=sid, sender=sender, signal=signal)
     if not config.senders.allows(thing, sender):
-        return Stranger(thing=thing, message_sid=sid, sender=sender, twiml=EMPTY_TWIML)
+        return Stranger(thing=thing, message_sid=sid, sender=sender)
     if len(body) > config.body_limit:
         return TooLong(thing=thing, message_sid=sid, length=len(body), limit=config.body_limit)
     message: dict[str, Any] = {

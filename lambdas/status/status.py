@@ -28,7 +28,7 @@ MAX_QUERY_PARAMETERS = 4
 not Twilio."""
 SIGNATURE = re.compile(r"[A-Za-z0-9+/]{26}[AEIMQUYcgkosw048]=")
 """Base64 of a 20-byte HMAC-SHA1 digest: 28 characters, the last one `=`."""
-SECONDARY_TOKEN_KEY = "secondary_auth_token"
+SECONDARY_TOKEN_KEY = "secondary_auth_token"  # noqa: S105 (a key name, not a secret)
 """Optional key of the secret: the token Twilio is rotating to (or from); both verify."""
 
 

@@ -180,8 +180,5 @@ def restore(client: Any, resource_id: str, desired: Desired | None) -> str:
         return "changed-since"
     apply(client, number_sid, previous)
     if stripped:
-        return (
-            "restored without credentials or query string "
-            "(put them back in the Twilio console)"
-        )
+        return "restored without credentials or query string (put them back in the Twilio console)"
     return "restored"

@@ -278,10 +278,7 @@ def test_names_a_re_split_leaves_are_refused(names: list[str], refused: str) -> 
 
 def test_new_twilio_parameters_are_accepted_away_from_trusted_fields() -> None:
     form = webhook.FormParams(
-        {
-            name: ["1"]
-            for name in ("Body", "ButtonText", "From", "FromCity", "SmsFutureField", "To")
-        }
+        {name: ["1"] for name in ("Body", "ButtonText", "From", "FromCity", "SmsFutureField", "To")}
     )
     webhook.check_parameter_names(form)
 

@@ -8,14 +8,16 @@ webhook URLs it remembers lose `user:password@` and their query string; the frag
 from __future__ import annotations
 
 import base64
+import sys
 
 import pytest
 
-from tests.send.test_twilio_number import (
-    PRISM_NUMBER,
-    WEBHOOK,
+from tests.send.test_twilio_number import LAMBDA_DIR, PRISM_NUMBER, WEBHOOK, FakeClient
+
+sys.path.insert(0, str(LAMBDA_DIR))
+
+from number_webhook import (
     Desired,
-    FakeClient,
     SmsWebhook,
     configure,
     parse_physical_id,
@@ -33,7 +35,10 @@ def decoded(resource_id: str) -> str:
         ("https://user:s3cret@old.example/sms", "https://old.example/sms"),
         ("https://:s3cret@old.example:8443/sms", "https://old.example:8443/sms"),
         ("https://old.example/sms?token=s3cret&x=1", "https://old.example/sms"),
-        ("https://u:s3cret@old.example/sms?k=s3cret#rc=2&rp=all", "https://old.example/sms#rc=2&rp=all"),
+        (
+            "https://u:s3cret@old.example/sms?k=s3cret#rc=2&rp=all",
+            "https://old.example/sms#rc=2&rp=all",
+        ),
         ("https://old.example/sms#rc=2", "https://old.example/sms#rc=2"),
     ],
 )
