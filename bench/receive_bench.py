@@ -153,6 +153,9 @@ def warm_latency(events: int) -> dict[str, list[float]]:
         "THINGS_BY_NUMBER": json.dumps({"+15555550100": "bench"}),
         "TOPIC_PREFIX": "sms",
         "REQUEST_URL": EXECUTE_API_URL,
+        # Issue 11's inbound policies: the allow-list check and the Contacts write.
+        "ALLOWED_SENDERS": json.dumps({"bench": ["+15551234567"]}),
+        "CONTACTS_TABLE": "bench-contacts",
     }
     os.environ.update(environment)
     sys.path.insert(0, str(ROOT / "bench"))
@@ -168,6 +171,12 @@ def warm_latency(events: int) -> dict[str, list[float]]:
             TableName=environment["IDEMPOTENCY_TABLE"],
             KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        boto3.client("dynamodb").create_table(
+            TableName=environment["CONTACTS_TABLE"],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
         RECEIVE.handler.receiver.cache_clear()
