@@ -67,3 +67,22 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     yield
+
+
+@pytest.fixture
+def hmacs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every message twilio's RequestValidator computes an HMAC of (the
+    receive and status tests count the work a forged request costs)."""
+    import hmac
+    from types import SimpleNamespace
+
+    from twilio import request_validator
+
+    sizes: list[int] = []
+
+    def counting_new(key: bytes, msg: bytes, digestmod: Any) -> Any:
+        sizes.append(len(msg))
+        return hmac.new(key, msg, digestmod)
+
+    monkeypatch.setattr(request_validator, "hmac", SimpleNamespace(new=counting_new))
+    return sizes

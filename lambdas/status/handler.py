@@ -1,7 +1,10 @@
 """Status-callback Lambda: logs Twilio's delivery reports, failures at ERROR level.
 
 API Gateway proxy integration on `POST /status`. The request is verified with Twilio's
-signature like the webhook's; the answer is an empty 204 (Twilio ignores the body).
+signature like the webhook's, with the same bounds first (body size, field count, query
+parameters, a well-formed signature), so an unsigned request costs no secret read and no
+HMAC; the secret's primary and (during a rotation) secondary tokens both verify. The
+answer is an empty 204 (Twilio ignores the body).
 """
 
 from __future__ import annotations

@@ -115,3 +115,25 @@ def test_webhook_4xx_floods_raise_an_alarm_next_to_the_5xx_one(
     assert client_errors["ComparisonOperator"] == "GreaterThanThreshold"
     assert client_errors["AlarmActions"] == server_errors["AlarmActions"]
     assert "429" in client_errors["AlarmDescription"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "+15551234567",
+        "whatsapp:+15551234567",
+        "rcs:+447700900123",
+        "messenger:1234567",
+        "22395",
+        "+15551234567FromCountryUS",
+        "whatsapp:15551234567",
+        "+0123",
+        "",
+    ],
+)
+def test_settings_and_the_receive_lambda_agree_on_sender_addresses(value: str) -> None:
+    from stacks.settings import SENDER_ADDRESS
+    from tests.receive.conftest import RECEIVE
+
+    lambda_accepts = RECEIVE.inbound_policy.is_sender_address(value)
+    assert (SENDER_ADDRESS.match(value) is not None) == lambda_accepts

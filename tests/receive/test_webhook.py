@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import base64
-import hmac
 import json
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from twilio import request_validator
 
 from stacks.settings import FORWARDABLE_FIELDS
 from tests.receive.conftest import RECEIVE
@@ -193,19 +190,6 @@ class FakeTokens:
     def refreshed(self) -> tuple[str, ...]:
         self.reads += 1
         return ("rotated-token", "rotated-secondary")
-
-
-@pytest.fixture
-def hmacs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The size of every message twilio's RequestValidator computes an HMAC of."""
-    sizes: list[int] = []
-
-    def counting_new(key: bytes, msg: bytes, digestmod: Any) -> Any:
-        sizes.append(len(msg))
-        return hmac.new(key, msg, digestmod)
-
-    monkeypatch.setattr(request_validator, "hmac", SimpleNamespace(new=counting_new))
-    return sizes
 
 
 def test_worst_allowed_forgery_costs_a_bounded_number_of_hmacs(hmacs: list[int]) -> None:

@@ -8,21 +8,19 @@ wrapping the `hmac` module twilio's RequestValidator uses.
 from __future__ import annotations
 
 import base64
-import hmac
 import importlib.util
 import json
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlencode
 
 import boto3
 import pytest
 from moto import mock_aws
-from twilio import request_validator
 from twilio.request_validator import RequestValidator
 
 STATUS_DIR = Path(__file__).resolve().parents[2] / "lambdas" / "status"
@@ -66,18 +64,6 @@ def handler(aws_env: None) -> Iterator[ModuleType]:
             monkeypatch.setenv("TWILIO_SECRET_NAME", SECRET)
             yield load_handler()
         parameters.clear_caches()  # type: ignore[no-untyped-call]
-
-
-@pytest.fixture
-def hmacs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    sizes: list[int] = []
-
-    def counting_new(key: bytes, msg: bytes, digestmod: Any) -> Any:
-        sizes.append(len(msg))
-        return hmac.new(key, msg, digestmod)
-
-    monkeypatch.setattr(request_validator, "hmac", SimpleNamespace(new=counting_new))
-    return sizes
 
 
 @pytest.fixture
