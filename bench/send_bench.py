@@ -38,7 +38,9 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 # The tables are the output; the Lambda's own log lines would drown them.
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "CRITICAL")
 
-from loop.prism import FaultProxy, PrismServer, twilio_client  # noqa: E402
+from loop.prism_server import PrismServer  # noqa: E402
+from loop.twilio_loopback import twilio_client  # noqa: E402
+from tests.doubles.twilio_faults import FaultProxy  # noqa: E402
 from tests.send import scenarios  # noqa: E402
 
 SEND_DIR = ROOT / "lambdas" / "send"
@@ -93,7 +95,7 @@ import sys
 sys.path.insert(0, {bundle!r}); sys.path.insert(1, {root!r})
 import handler, sender, twilio
 assert twilio.__file__.startswith({bundle!r}), twilio.__file__
-from loop.prism import twilio_client
+from loop.twilio_loopback import twilio_client
 message = twilio_client({url!r}).messages.create(
     to="+15551234567", from_="+15555550100", body="bench", media_url=["https://e.com/a.png"])
 print(message.sid)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from types import ModuleType
 
-from loop.prism import LoopbackHttpClient
+from loop.twilio_loopback import LoopbackHttpClient
 
 
 def install(handler_module: ModuleType) -> None:

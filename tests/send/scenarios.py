@@ -23,7 +23,8 @@ if str(SEND_DIR) not in sys.path:
 from outbound import SendSettings  # noqa: E402
 from sender import SendRuntime  # noqa: E402
 
-from loop.prism import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, FaultProxy, LoopbackHttpClient  # noqa: E402
+from loop.twilio_loopback import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, LoopbackHttpClient  # noqa: E402
+from tests.doubles.twilio_faults import FaultProxy  # noqa: E402
 
 # Lambda's retries of a failed asynchronous invocation, as the stack configures them.
 RETRY_ATTEMPTS = 2

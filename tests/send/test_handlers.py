@@ -16,7 +16,8 @@ from urllib.parse import urlencode
 import pytest
 from twilio.request_validator import RequestValidator
 
-from loop.prism import TEST_AUTH_TOKEN, FaultProxy, LoopbackHttpClient
+from loop.twilio_loopback import TEST_AUTH_TOKEN, LoopbackHttpClient
+from tests.doubles.twilio_faults import FaultProxy
 from tests.send.scenarios import (
     QUEUE_NAME,
     SECRET_NAME,

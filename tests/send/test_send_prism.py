@@ -17,7 +17,8 @@ from urllib.parse import parse_qs
 import pytest
 import requests
 
-from loop.prism import FaultProxy, LoopbackHttpClient, bracket_form_arrays, twilio_client
+from loop.twilio_loopback import LoopbackHttpClient, bracket_form_arrays, twilio_client
+from tests.doubles.twilio_faults import FaultProxy
 from tests.send.scenarios import (
     CLIENT_TIMEOUT,
     FAULT_CASES,

@@ -18,7 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from loop.prism import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, FaultProxy, LoopbackHttpClient
+from loop.twilio_loopback import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, LoopbackHttpClient
+from tests.doubles.twilio_faults import FaultProxy
 from tests.send.scenarios import FakeContext
 
 LAMBDA_DIR = Path(__file__).resolve().parents[2] / "lambdas" / "twilio_number"

@@ -2,7 +2,7 @@
 // host tools that speak to a board over a serial port (mpremote, via pyserial's
 // `socket://127.0.0.1:PORT`) can run for real without a board.
 //
-//   node loop/micropython_repl_server.mjs [--host 127.0.0.1] [--port 0]
+//   node tests/doubles/micropython_repl_server.mjs [--host 127.0.0.1] [--port 0]
 //
 // Prints "listening PORT" on stdout once ready. One MicroPython instance lives as long as the
 // server, so its filesystem persists across connections, soft resets and `machine.reset()`,
@@ -22,7 +22,7 @@
 //   use Linux numbers (ENOENT 2, EEXIST 17), which mpremote decodes from "OSError: N".
 //   Error numbers in printed tracebacks are rewritten to MicroPython's.
 import net from "node:net";
-import { loadMicroPython } from "../node_modules/@micropython/micropython-webassembly-pyscript/micropython.mjs";
+import { loadMicroPython } from "../../node_modules/@micropython/micropython-webassembly-pyscript/micropython.mjs";
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((pairs, arg, i, all) => {

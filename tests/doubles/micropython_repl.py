@@ -17,7 +17,7 @@ from types import TracebackType
 
 from loop.processes import child_command, child_options, stop_process
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SERVER = Path(__file__).resolve().parent / "micropython_repl_server.mjs"
 PORT_PACKAGE = ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
 
