@@ -23,7 +23,7 @@ from device.tool.flash_steps import FlashJob
 BOARD_SOURCES = ROOT / "device" / "board"
 ROOT_CA_PEM = Path(__file__).resolve().parent / "AmazonRootCA1.pem"
 # Files MicroPython runs as source at boot; everything else is precompiled to .mpy, which
-# saves the ESP8266 the RAM of compiling on the board (see DESIGN.md).
+# saves the ESP8266 the RAM of compiling on the board.
 RUN_AS_SOURCE = frozenset({"boot.py", "main.py"})
 KEY_DER = "device.key.der"
 CERT_DER = "device.crt.der"
@@ -107,7 +107,7 @@ def device_config(
 
 
 def config_json(config: Mapping[str, Any]) -> bytes:
-    """`config.json` bytes: UTF-8, not ASCII-escaped (see DESIGN.md on MicroPython json)."""
+    """`config.json` bytes: UTF-8, not ASCII-escaped (docs/contract.md: MicroPython json)."""
     return json.dumps(config, ensure_ascii=False, indent=1, sort_keys=True).encode() + b"\n"
 
 

@@ -23,7 +23,7 @@ from tests.flash.conftest import ENV, THING, Deployed
 
 pytestmark = pytest.mark.skipif(not available(), reason="node or the WebAssembly port missing")
 
-# The exact API the firmware uses; the real package needs internet (see DESIGN.md).
+# The exact API the firmware uses; no registry carries a current copy of the real package.
 FAKE_UMQTT = b"""
 class MQTTException(Exception):
     pass

@@ -56,5 +56,5 @@ def test_stage_and_compile_produce_the_file_set(tmp_path: Path) -> None:
             assert stat.S_IMODE(f.staged.stat().st_mode) == 0o600, f.remote
     assert (stage / "main.py").read_bytes() == (BOARD_SOURCES / "main.py").read_bytes()
     text = (stage / "config.json").read_text(encoding="utf-8")
-    assert "Olá 👋" in text  # raw UTF-8, never \\u escapes (see DESIGN.md)
+    assert "Olá 👋" in text  # raw UTF-8, never \\u escapes (see docs/contract.md)
     assert json.loads(text) == config
