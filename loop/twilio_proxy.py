@@ -211,11 +211,6 @@ class TwilioProxy:
             self.exchanges.clear()
             self.accepted.clear()
 
-    def messages_accepted(self) -> int:
-        """How many SMS Twilio would have sent so far."""
-        with self._lock:
-            return sum(1 for exchange in self.exchanges if exchange.accepted_message)
-
     def message_requests(self) -> list[MessageRequest]:
         """Every Messages create the mock Twilio answered, in order."""
         with self._lock:

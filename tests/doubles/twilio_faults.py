@@ -164,6 +164,10 @@ class FaultProxy(TwilioProxy):
             self._lookups = list(lookups)
         self.forget()
 
+    def messages_accepted(self) -> int:
+        """How many SMS Twilio would have sent so far in this scenario."""
+        return sum(1 for request in self.message_requests() if request.accepted)
+
     def fault_for(self, method: str, path: str) -> Fault | None:
         """The next planned fault for this request, if its path is one of `paths`."""
         with self._plan_lock:
