@@ -20,6 +20,7 @@ PHONE = "+15551234567"
 T_IN = b"sms/dev-1/inbound"
 T_OUT = b"sms/dev-1/outbound"
 T_SHADOW = b"$aws/things/dev-1/shadow/update"
+T_JOBS = b"$aws/things/dev-1/jobs/notify-next"
 OOZY = "Oozy rat in a sanitary zoo."
 TMP = "/tmp"  # the host points this at pytest's tmp_path
 BOARD = "/board"  # where device/board is mounted; the host points it at the real folder
@@ -55,8 +56,9 @@ class Rig:
         self.n = 0
         fakes.WDT.made = []
         self.dev = smslink.Device(
-            config(**cfg), handle or app.handle, self.broker.factory(), self.wlan, self.clock,
-            self.ntp, None, fakes.WDT, self.rand, b"\xde\xad", log=self.lines.append,
+            config=config(**cfg), handle=handle or app.handle, mqtt=self.broker.factory(),
+            wlan=self.wlan, clock=self.clock, ntp=self.ntp, wdt=fakes.WDT, rand=self.rand,
+            uid=b"\xde\xad", log=self.lines.append,
         )  # fmt: skip
 
     def rand(self) -> int:
@@ -68,7 +70,7 @@ class Rig:
 
     def connected(self) -> "Rig":
         self.dev.run(1)
-        assert self.dev.c is not None, self.lines
+        assert self.dev.client is not None, self.lines
         return self
 
 
@@ -206,9 +208,9 @@ def case_config_defaults() -> None:
     assert cfg["ca_file"] == "AmazonRootCA1.der" and cfg["boot_message"] is None
     assert cfg["shadow_interval_s"] == 300
     dev = Rig().dev
-    assert (dev.t_in, dev.t_out, dev.t_shadow) == (T_IN, T_OUT, T_SHADOW)
+    assert (dev.topic_in, dev.topic_out, dev.topic_shadow) == (T_IN, T_OUT, T_SHADOW)
     dev = Rig(topic_prefix="x").dev
-    assert dev.t_in == b"x/dev-1/inbound" and dev.t_out == b"x/dev-1/outbound"
+    assert dev.topic_in == b"x/dev-1/inbound" and dev.topic_out == b"x/dev-1/outbound"
     assert config(wifi_password="")["wifi_password"] == ""
     for bad in ('{"wifi_ssid":"a"}', "[]", "nope"):
         try:
@@ -254,7 +256,7 @@ def case_connect_and_reply() -> None:
     c = b.clients[0]
     assert (c.client_id, c.server, c.port, c.keepalive) == (THING, ENDPOINT, 8883, 60)
     assert b.connects == [(THING, False, 0)]  # clean_session=False
-    assert b.sessions[THING]["subs"] == {T_IN: 1}
+    assert b.sessions[THING]["subs"] == {T_IN: 1, T_JOBS: 1}
     assert rig.ntp.calls == 1
     assert len(b.outbound(T_SHADOW)) == 1
     b.deliver(T_IN, inbound())
@@ -334,7 +336,7 @@ def case_publish_drop_redelivers_same_id() -> None:
     b.deliver(T_IN, inbound("SMx"))
     b.fault("publish")  # the reply's publish fails: no PUBACK, broker keeps the message
     rig.dev.run(1)
-    assert rig.dev.c is None and rig.dev.fails == 1
+    assert rig.dev.client is None and rig.dev.fails == 1
     assert rig.clock.slept[-1] <= 1000
     assert any(ln.startswith("net: OSError 104") for ln in rig.lines)
     rig.dev.run(4)
@@ -372,7 +374,7 @@ def case_check_msg_error_reconnects_with_backoff() -> None:
     for a, w in enumerate(waits):
         assert smscore.backoff_ms(a, 0) <= w <= 2 * smscore.backoff_ms(a, 0)
     assert waits[3] >= 4000
-    assert rig.dev.c is not None and rig.dev.fails == 0
+    assert rig.dev.client is not None and rig.dev.fails == 0
     assert sum(rig.clock.slept) >= sum(waits)
 
 
@@ -380,11 +382,11 @@ def case_broker_down_long_never_exits() -> None:
     rig = Rig().connected()
     rig.broker.down = True
     rig.dev.run(30)
-    assert rig.dev.c is None and rig.dev.fails == 30
+    assert rig.dev.client is None and rig.dev.fails == 30
     assert max(rig.clock.slept) <= smslink.SLICE_MS  # sleeps sliced so the watchdog is fed
     rig.broker.down = False
     rig.dev.run(1)
-    assert rig.dev.c is not None
+    assert rig.dev.client is not None
 
 
 def case_wifi_flap() -> None:
@@ -393,20 +395,51 @@ def case_wifi_flap() -> None:
     rig.wlan.refuse = 2  # the next two joins time out
     rig.broker.deliver(T_IN, inbound("SMw"))
     rig.dev.run(1)
-    assert rig.dev.c is None
+    assert rig.dev.client is None
     assert "net: OSError 113" in rig.lines[-1]
     rig.dev.run(2)  # two Wi-Fi timeouts
     assert sum(1 for ln in rig.lines if "OSError 110" in ln) == 2
     rig.dev.run(3)
-    assert rig.wlan.connects == 4 and rig.dev.c is not None
+    assert rig.wlan.connects == 4 and rig.dev.client is not None
     assert [r["Id"] for r in rig.replies()] == ["SMw:r0"]
+
+
+def case_stalled_handshake_times_out_and_retries() -> None:
+    # A peer that accepts TCP but never answers the TLS/MQTT handshake: umqtt's
+    # connect(timeout=) gives up, the board logs, backs off and tries again.
+    rig = Rig()
+    rig.broker.stall = True
+    rig.broker.clock = rig.clock
+    rig.dev.run(3)  # fakes.Hang (a BaseException) would escape if connect could block forever
+    assert rig.dev.client is None and rig.dev.fails == 3
+    timeouts = [ln for ln in rig.lines if ln.startswith("net: OSError 110, retry in")]
+    assert len(timeouts) == 3, rig.lines
+    assert fakes.WDT.made == []  # the watchdog is still not armed
+    assert rig.broker.clients[0].port == 8883 or rig.broker.clients[0].port == 1883
+    rig.broker.stall = False
+    rig.dev.run(1)
+    assert rig.dev.client is not None and rig.dev.fails == 0
+    assert len(fakes.WDT.made) == 1
+
+
+def case_connect_without_timeout_would_hang() -> None:
+    # The fake itself: a connect without a timeout to a silent peer is a hang.
+    broker = fakes.Broker()
+    broker.stall = True
+    client = broker.factory()(THING, "e")
+    try:
+        client.connect(False)
+    except fakes.Hang:
+        pass
+    else:
+        raise AssertionError("no hang")
 
 
 def case_ntp_failure_then_recovery() -> None:
     rig = Rig()
     rig.ntp.fail = 2
     rig.dev.run(3)
-    assert rig.ntp.calls == 3 and rig.dev.c is not None
+    assert rig.ntp.calls == 3 and rig.dev.client is not None
     assert rig.broker.connects and len(rig.broker.connects) == 1
 
 
@@ -455,8 +488,9 @@ def case_boot_message_unique_ids() -> None:
     assert [p[4] for p in rig.broker.published if p[1] == T_OUT] == [1]  # QoS 1
     rig2 = Rig(boot_message=bm)
     rig2.n = 99  # another boot, another random
-    rig2.dev.__init__(rig2.dev.cfg, rig2.dev.handle, rig2.broker.factory(), rig2.wlan,
-                      rig2.clock, rig2.ntp, None, None, rig2.rand, b"\xde\xad")  # fmt: skip
+    rig2.dev.__init__(config=rig2.dev.config, handle=rig2.dev.handle, mqtt=rig2.broker.factory(),
+                      wlan=rig2.wlan, clock=rig2.clock, ntp=rig2.ntp, rand=rig2.rand,
+                      uid=b"\xde\xad")  # fmt: skip
     assert rig2.dev.id_prefix != rig.dev.id_prefix
     a = rig.dev.send(PHONE, "one")
     b = rig.dev.send(PHONE, "two")
@@ -466,7 +500,7 @@ def case_boot_message_unique_ids() -> None:
 def case_stop_flag_and_max_iter() -> None:
     rig = Rig()
     rig.dev.run(7)
-    assert rig.dev.c is not None  # max_iter keeps the session
+    assert rig.dev.client is not None  # max_iter keeps the session
 
     def handle(m: dict) -> object:
         rig.dev.stop()
@@ -475,7 +509,7 @@ def case_stop_flag_and_max_iter() -> None:
     rig.dev.handle = handle
     rig.broker.deliver(T_IN, inbound("SMs"))
     rig.dev.run(0)  # forever, until the app calls stop()
-    assert rig.dev.c is None and not rig.broker.clients[0].connected
+    assert rig.dev.client is None and not rig.broker.clients[0].connected
     assert [r["Body"] for r in rig.replies()] == ["bye"]
 
 
@@ -485,6 +519,7 @@ def case_main_wires_real_modules() -> None:
     clock = fakes.Clock()
     wlan = fakes.WLAN(clock)
     broker = fakes.Broker(wlan)
+    broker.jobs = fakes.Jobs(THING)
     ntp = fakes.NTP()
     tls = fakes.TLS()
     d = TMP + "/smsdev_main"
@@ -545,6 +580,7 @@ def case_main_py_boots_and_drops_boot_code() -> None:
     clock = fakes.Clock()
     wlan = fakes.WLAN(clock)
     broker = fakes.Broker(wlan)
+    broker.jobs = fakes.Jobs(THING)
     d = TMP + "/smsdev_boot"
     try:
         os.mkdir(d)

@@ -64,7 +64,7 @@ class NullClient:
     def set_callback(self, f):
         self.cb = f
 
-    def connect(self, clean_session=True):
+    def connect(self, clean_session=True, timeout=None):
         return 1
 
     def subscribe(self, topic, qos=0):
@@ -103,12 +103,12 @@ wlan = fakes.WLAN(clock, 0)
 cfg = smsboot_load_config(
     '{"wifi_ssid":"a","wifi_password":"b","endpoint":"e","thing":"dev-1","shadow_interval_s":86400}'
 )
-dev = smslink.Device(cfg, app.handle, NullClient, wlan, clock, None, None, None, None, b"\x01",
-                     log=nolog)  # fmt: skip
+dev = smslink.Device(config=cfg, handle=app.handle, mqtt=NullClient, wlan=wlan, clock=clock,
+                     uid=b"\x01", log=nolog)  # fmt: skip
 dev.keepalive = 86400  # no ping inside the measured steps
 dev.poll_ms = 0
 dev.step()  # connect (Wi-Fi, MQTT, shadow) outside the measurement
-client = dev.c
+client = dev.client
 assert client is not None
 
 ascii160 = ("Oozy rat in a sanitary zoo. " * 6)[:160]
