@@ -169,7 +169,7 @@ def _catch(topic, raw):
 
 
 def _ask(device, request, payload, answers, token, index=-1):
-    """Publish request; return (accepted, answer dict). NoAnswer if none came.
+    """Publish request; return (accepted, answer dict, raw answer). NoAnswer if none came.
 
     answers: the accepted and rejected topics, relative to the thing.
     Answers carry our token as clientToken (jobs) or c (streams).
@@ -199,7 +199,7 @@ def _ask(device, request, payload, answers, token, index=-1):
                     if token in (answer.get("clientToken"), answer.get("c")) and (
                         index < 0 or answer.get("i", index) == index
                     ):
-                        return found[0] == topics[0], answer
+                        return found[0] == topics[0], answer, found[1]
     finally:
         client.set_callback(device._on_msg)
     raise NoAnswer(request)
@@ -215,8 +215,8 @@ def _report(device, job_id, status, reason=None, step=None):
     token = "%08x" % device.rand()
     request = "jobs/" + job_id + "/update"
     payload = {"status": status, "statusDetails": details, "clientToken": token}
-    accepted, answer = _ask(device, request, payload, (request + "/accepted",
-                            request + "/rejected"), token)  # fmt: skip
+    accepted, answer, _ = _ask(device, request, payload, (request + "/accepted",
+                               request + "/rejected"), token)  # fmt: skip
     if not accepted:
         device.log("ota: status refused: " + str(answer.get("code")))
 
@@ -275,13 +275,14 @@ def _download(device, stream_id, entry, token):
         while received < size:
             index = received // BLOCK
             request = {"c": token, "f": entry["fileId"], "l": BLOCK, "o": index, "n": 1}
-            got, answer = _ask(device, base + "/get/json", request, answers, token, index)
-            block = answer.get("p")
-            if not got:
-                if answer.get("o") != "BlockOutOfBounds":  # past the end: the size is wrong
-                    raise Reject("stream " + str(answer.get("o")))
-                block = ""
-            block = a2b_base64(block) if isinstance(block, str) else b""
+            got, answer, raw = _ask(device, base + "/get/json", request, answers, token, index)
+            if not got and answer.get("o") != "BlockOutOfBounds":  # past the end: wrong size
+                raise Reject("stream " + str(answer.get("o")))
+            block = b""
+            if got and isinstance(answer.get("p"), str):
+                # Decode the base64 in place in the message: no copy of it
+                start = raw.find(b'"', raw.find(b'"p"') + 3) + 1
+                block = a2b_base64(memoryview(raw)[start : raw.find(b'"', start)])
             received += len(block)
             if not block or received > size or (len(block) < BLOCK and received < size):
                 raise Reject("wrong size")
@@ -364,7 +365,7 @@ def _work(device, raw):
         except (ValueError, AttributeError):
             return
     token = "%08x" % device.rand()
-    accepted, answer = _ask(device, "jobs/start-next", {"clientToken": token,
+    accepted, answer, _ = _ask(device, "jobs/start-next", {"clientToken": token,
                             "statusDetails": {"step": "download"}},
                             ("jobs/start-next/accepted", "jobs/start-next/rejected"), token)  # fmt: skip
     execution = answer.get("execution") if accepted else None

@@ -47,6 +47,18 @@ def compile_board(dest: Path, *flags: str) -> dict[str, bytes]:
     return files
 
 
+def compile_apps(dest: Path, *flags: str) -> dict[str, bytes]:
+    """The update cases' apps (mp/apps/*.py and the board's app.py) as /t/apps/NAME.mpy."""
+    files = {}
+    for src in (*sorted((MPDIR / "apps").glob("*.py")), BOARD / "app.py"):
+        out = dest / (src.stem + ".mpy")
+        res = mpy_cross(src, out, *MPY_OPT, *flags)
+        if res.returncode != 0:
+            raise RuntimeError(f"mpy-cross {src.name}: {res.stderr}")
+        files["/t/apps/" + out.name] = out.read_bytes()
+    return files
+
+
 def available() -> bool:
     """True when node and the WebAssembly port are installed."""
     return shutil.which("node") is not None and (PORT_PKG / "micropython.mjs").exists()

@@ -624,3 +624,374 @@ def names() -> list:
     """All case names, in file order where the port keeps it."""
     g = globals()
     return sorted(k for k in g if k.startswith("case_"))
+
+
+# --- over-the-air updates ---------------------------------------------------
+
+APPS = "/t/apps"  # compiled test apps (.mpy); under CPython the host puts source there
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _write(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _sha256(data: bytes) -> str:
+    import binascii
+    import hashlib
+
+    return str(binascii.hexlify(hashlib.sha256(data).digest()), "ascii")
+
+
+class OtaRig:
+    """A board booted by smsboot from its own folder, with AWS IoT Jobs and streams faked.
+
+    A reset (machine.reset) or a power cut boots it again from what is on its
+    "flash" (the folder): modules are imported afresh, the broker keeps the session.
+    """
+
+    def __init__(self, name: str, app: str = "app") -> None:
+        import os
+        import sys
+
+        self.root = TMP + "/" + name + "/"
+        try:
+            os.mkdir(self.root[:-1])
+        except OSError:
+            pass
+        for leftover in os.listdir(self.root[:-1]):
+            os.remove(self.root + leftover)
+        self.old = _read(APPS + "/" + app + ".mpy")
+        _write(self.root + "app.mpy", self.old)
+        for der in ("device.crt.der", "device.key.der", "AmazonRootCA1.der"):
+            _write(self.root + der, b"x")
+        cfg = {"wifi_ssid": "lab", "wifi_password": "pw", "endpoint": ENDPOINT, "thing": THING,
+               "cert_file": self.root + "device.crt.der", "key_file": self.root + "device.key.der",
+               "ca_file": self.root + "AmazonRootCA1.der"}  # fmt: skip
+        _write(self.root + "config.json", json.dumps(cfg).encode())
+        self.clock = fakes.Clock()
+        self.wlan = fakes.WLAN(self.clock)
+        self.broker = fakes.Broker(self.wlan)
+        self.jobs = fakes.Jobs(THING)
+        self.broker.jobs = self.jobs
+        self.lines = []
+        self.boots = 0
+        self.resets = 0
+        self.cuts = 0
+        # os as the firmware sees it: renames and removes counted for power cuts
+        self.os = fakes.FileOps(os)
+        sys.modules["os"] = self.os
+        sys.path.insert(0, self.root[:-1])
+        self.boot()
+
+    def close(self) -> None:
+        import sys
+
+        sys.path.remove(self.root[:-1])
+        sys.modules.pop("app", None)
+        sys.modules["os"] = self.os.real
+
+    def cut_power_at(self, op: int) -> None:
+        """Make the op-th file rename or remove from now on a power cut."""
+        self.os.count = 0
+        self.os.cut_at = op
+
+    def boot(self) -> None:
+        import sys
+
+        while True:
+            self.boots += 1
+            sys.modules.pop("app", None)  # a restart loads the app from flash again
+            old = fakes.install(self.broker, self.wlan, fakes.NTP())
+            try:
+                self.dev = smsboot.build(self.root + "config.json", self.clock, fakes.TLS(),
+                                         self.root, fakes.reset)  # fmt: skip
+                break
+            except fakes.Reset:  # smsboot rolled back an app that failed to import
+                self.resets += 1
+            finally:
+                fakes.uninstall(old)
+        self.dev.log = self.lines.append
+
+    def run(self, turns: int) -> None:
+        """Run the loop; a reset or power cut boots the board again, as the real one does."""
+        for _ in range(turns):
+            try:
+                self.dev.run(1)
+            except fakes.Reset:
+                self.resets += 1
+                self.boot()
+            except fakes.PowerCut:
+                self.cuts += 1
+                self.boot()
+
+    def app_file(self) -> bytes:
+        return _read(self.root + "app.mpy")
+
+    def files(self) -> list:
+        import os
+
+        return sorted(n for n in os.listdir(self.root[:-1]) if n[:3] in ("app", "ota"))
+
+    def offer(self, job_id: str, payload: bytes, size: object = None, digest: object = None,
+              name: str = "app.mpy", thing: object = None, **document: object) -> dict:
+        """Queue an app-update job for payload (size and sha256 may be made wrong) and notify."""
+        stream = "stream-" + job_id
+        self.jobs.streams[stream] = {0: payload}
+        doc = {"operation": "app-update", "streamId": stream,
+               "files": [{"name": name, "fileId": 0,
+                          "size": len(payload) if size is None else size,
+                          "sha256": _sha256(payload) if digest is None else digest}]}  # fmt: skip
+        for key in document:
+            doc[key] = document[key]
+        execution = self.jobs.queue(job_id, doc, thing)
+        self.jobs.notify(self.broker)
+        return execution
+
+    def texts(self, sms_id: str, body: str = OOZY) -> list:
+        """Text the board and return the bodies it answered that message with."""
+        self.broker.deliver(T_IN, inbound(sms_id, body))
+        self.run(4)
+        return [r["Body"] for r in self.replies() if r["Id"] == sms_id + ":r0"]
+
+    def replies(self) -> list:
+        return [json.loads(str(m, "utf-8")) for m in self.broker.outbound(T_OUT)]
+
+
+REVERSED = ".ooz yratinas a ni tar yzoO"
+UPPER = "OOZY RAT IN A SANITARY ZOO."
+
+
+def case_ota_steady_state_imports_no_update_code() -> None:
+    import sys
+
+    rig = OtaRig("ota_idle")
+    try:
+        rig.run(3)  # connects, asks AWS IoT Jobs once (nothing queued), serves
+        assert rig.dev.client is not None and "smsota" not in sys.modules
+        assert rig.broker.sessions[THING]["subs"][T_JOBS] == 1
+        assert rig.texts("SMi") == [REVERSED]
+        assert "smsota" not in sys.modules
+        assert rig.files() == ["app.mpy"]
+    finally:
+        rig.close()
+
+
+def case_ota_good_update() -> None:
+    rig = OtaRig("ota_good")
+    try:
+        rig.run(2)
+        new = _read(APPS + "/upper.mpy")
+        assert len(new) > 1024  # several blocks
+        rig.offer("job-1", new)
+        rig.broker.deliver(T_IN, inbound("SMd"))  # an SMS during the download is served
+        rig.run(3)
+        assert rig.resets == 1 and rig.app_file() == new
+        assert [r["Body"] for r in rig.replies() if r["Id"] == "SMd:r0"] == [REVERSED]
+        assert rig.jobs.status("job-1") == "IN_PROGRESS"  # on probation until a message
+        assert rig.texts("SMu") == [UPPER]
+        rig.run(2)
+        assert rig.jobs.status("job-1") == "SUCCEEDED"
+        statuses = [u[1] for u in rig.jobs.updates]
+        assert statuses == ["IN_PROGRESS", "SUCCEEDED"], rig.jobs.updates
+        assert rig.jobs.updates[0][2] == {"step": "restarting"}
+        assert rig.files() == ["app.mpy"]  # no .new, .old or journal left
+        assert rig.jobs.blocks == (len(new) + 1023) // 1024
+        assert "ota: job SUCCEEDED" in rig.lines
+    finally:
+        rig.close()
+
+
+def case_ota_probation_window_passes_without_messages() -> None:
+    import smsota
+
+    rig = OtaRig("ota_window")
+    try:
+        rig.run(2)
+        rig.offer("job-w", _read(APPS + "/upper.mpy"))
+        rig.run(3)
+        assert rig.resets == 1 and rig.jobs.status("job-w") == "IN_PROGRESS"
+        rig.clock.advance(smsota.PROBATION_MS + 1000)
+        rig.run(3)
+        assert rig.jobs.status("job-w") == "SUCCEEDED"
+        assert rig.texts("SMw") == [UPPER]
+        assert rig.files() == ["app.mpy"]
+    finally:
+        rig.close()
+
+
+def _rejected(folder: str, reason: str, **offer: object) -> None:
+    rig = OtaRig(folder)
+    try:
+        rig.run(2)
+        rig.offer("job-x", _read(APPS + "/upper.mpy"), **offer)
+        rig.run(3)
+        assert rig.jobs.status("job-x") == "REJECTED", rig.jobs.updates
+        assert rig.jobs.updates[-1][2] == {"reason": reason}, rig.jobs.updates
+        assert rig.resets == 0 and rig.app_file() == rig.old
+        assert rig.files() == ["app.mpy"]  # nothing written beside it is left
+        assert rig.texts("SMr") == [REVERSED]
+    finally:
+        rig.close()
+
+
+def case_ota_bad_hash_rejected() -> None:
+    _rejected("ota_hash", "bad sha256", digest="0" * 64)
+
+
+def case_ota_wrong_size_rejected() -> None:
+    new = _read(APPS + "/upper.mpy")
+    _rejected("ota_big", "wrong size", size=len(new) + 10)
+    _rejected("ota_small", "wrong size", size=len(new) - 10)
+    # A size at a block boundary short of the file's end: what was fetched fails the hash.
+    _rejected("ota_edge", "bad sha256", size=1024)
+
+
+def case_ota_foreign_thing_rejected() -> None:
+    rig = OtaRig("ota_foreign")
+    try:
+        rig.run(2)
+        rig.offer("job-f", _read(APPS + "/upper.mpy"), thing="dev-2")
+        rig.run(3)
+        assert rig.jobs.updates == [("job-f", "REJECTED", {"reason": "foreign thing"})]
+        assert rig.jobs.blocks == 0 and rig.app_file() == rig.old
+    finally:
+        rig.close()
+
+
+def case_ota_bad_documents_rejected() -> None:
+    for name in ("../main.mpy", "smslink.mpy", "main.mpy", "app.py", "a/b.mpy", ".mpy",
+                 "App.mpy", "9lives.mpy", 7):  # fmt: skip
+        _rejected("ota_name", "bad file name", name=name)
+    _rejected("ota_op", "unknown operation", operation="firmware-update")
+    _rejected("ota_sha", "bad sha256", digest="A" * 64)
+    _rejected("ota_stream", "bad streamId", streamId="")
+    _rejected("ota_files", "bad files", files=[])
+    _rejected("ota_huge", "too big", size=1 << 40)
+
+
+def case_ota_power_cut_mid_download() -> None:
+    rig = OtaRig("ota_cut")
+    try:
+        rig.run(2)
+        new = _read(APPS + "/upper.mpy")
+        rig.offer("job-c", new)
+        rig.jobs.cut_after_blocks = 1  # the power goes while the second block is on its way
+        for _ in range(5):
+            if not rig.cuts:
+                rig.run(1)
+        assert rig.cuts == 1 and rig.app_file() == rig.old, (rig.cuts, rig.resets, rig.lines, rig.files())
+        assert "app.mpy.new" in rig.files()  # half written, never used
+        assert rig.texts("SMc") == [REVERSED]  # booted the old app; then it asked for the job
+        assert rig.resets == 1 and rig.app_file() == new
+        assert rig.texts("SMc2") == [UPPER]
+        rig.run(2)
+        assert rig.jobs.status("job-c") == "SUCCEEDED" and rig.files() == ["app.mpy"]
+    finally:
+        rig.close()
+
+
+def case_ota_power_cut_at_every_file_step() -> None:
+    # Cut the power before each rename/remove of the whole update, one run each:
+    # every boot finds the old app or the new one, and the job still ends well.
+    new = _read(APPS + "/upper.mpy")
+    op = 1
+    while True:
+        rig = OtaRig("ota_step")
+        try:
+            rig.run(2)
+            rig.offer("job-s", new)
+            rig.cut_power_at(op)
+            for _ in range(6):
+                rig.run(1)
+                assert rig.app_file() in (rig.old, new), op
+            for i in range(3):
+                rig.texts("SMs" + str(i))
+                assert rig.app_file() in (rig.old, new), op
+            rig.run(3)
+            assert rig.jobs.status("job-s") == "SUCCEEDED", (op, rig.jobs.updates, rig.lines)
+            assert rig.app_file() == new and rig.files() == ["app.mpy"], op
+            cut = rig.cuts
+        finally:
+            rig.close()
+        if not cut:
+            break  # the update has fewer file steps than op: all were covered
+        op += 1
+    assert op > 6, op
+
+
+def case_ota_app_failing_import_rolled_back() -> None:
+    rig = OtaRig("ota_import")
+    try:
+        rig.run(2)
+        rig.offer("job-i", _read(APPS + "/broken_import.mpy"))
+        rig.run(4)
+        assert rig.resets == 2  # into the new app, which fails; back to the old one
+        assert rig.app_file() == rig.old
+        assert rig.jobs.status("job-i") == "FAILED"
+        reason = rig.jobs.updates[-1][2]["reason"]  # CPython names the ImportError's subclass
+        assert reason in ("import ImportError", "import ModuleNotFoundError"), rig.jobs.updates
+        assert rig.files() == ["app.mpy"]
+        assert rig.texts("SMo") == [REVERSED]
+    finally:
+        rig.close()
+
+
+def case_ota_app_failing_first_message_rolled_back() -> None:
+    rig = OtaRig("ota_message")
+    try:
+        rig.run(2)
+        rig.offer("job-m", _read(APPS + "/broken_message.mpy"))
+        rig.run(3)
+        assert rig.resets == 1 and rig.jobs.status("job-m") == "IN_PROGRESS"
+        # The first message makes the new app raise: the board restores the old
+        # app and restarts before acknowledging it, so the old app answers it.
+        assert rig.texts("SMf") == [REVERSED]
+        assert rig.resets == 2 and rig.app_file() == rig.old
+        rig.run(2)
+        assert rig.jobs.status("job-m") == "FAILED"
+        assert rig.jobs.updates[-1][2] == {"reason": "app KeyError"}, rig.jobs.updates
+        assert rig.files() == ["app.mpy"]
+    finally:
+        rig.close()
+
+
+def case_ota_power_cut_during_rollback() -> None:
+    new = _read(APPS + "/broken_message.mpy")
+    for op in (1, 2, 3):  # the journal's "rollback", the restoring rename, the journal's "failed"
+        rig = OtaRig("ota_rbcut")
+        try:
+            rig.run(2)
+            rig.offer("job-r", new)
+            rig.run(3)
+            assert rig.resets == 1
+            rig.cut_power_at(op)
+            rig.broker.deliver(T_IN, inbound("SMp"))
+            rig.run(1)
+            assert rig.cuts == 1, op
+            # Cut before "rollback" was journaled, the new app is still on trial and
+            # fails again on the redelivered message; after, the boot finishes the rollback.
+            assert rig.app_file() == (new if op == 1 else rig.old), op
+            rig.run(4)
+            assert rig.app_file() == rig.old, op
+            assert rig.jobs.status("job-r") == "FAILED", (op, rig.jobs.updates)
+            assert [r["Body"] for r in rig.replies() if r["Id"] == "SMp:r0"] == [REVERSED]
+            assert rig.files() == ["app.mpy"]
+        finally:
+            rig.close()
+
+
+def case_ota_no_answer_keeps_serving() -> None:
+    rig = OtaRig("ota_silent")
+    try:
+        rig.jobs.silent = True  # AWS IoT never answers the jobs topics
+        rig.run(2)
+        assert any(ln.startswith("ota: no answer to jobs/start-next") for ln in rig.lines)
+        assert rig.texts("SMn") == [REVERSED] and rig.dev.fails == 0
+    finally:
+        rig.close()

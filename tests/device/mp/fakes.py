@@ -363,6 +363,12 @@ class FileOps:
     def statvfs(self, path: str) -> object:
         return self.real.statvfs(path)
 
+    def listdir(self, path: str) -> list:
+        return self.real.listdir(path)
+
+    def mkdir(self, path: str) -> None:
+        self.real.mkdir(path)
+
 
 class NTP:
     """ntptime-like."""
