@@ -88,13 +88,13 @@ def build(path="config.json", clock=None, tls=None, root="", reset=None):
     context = tls_context(config, tls)
     try:
         os.stat(root + smslink.JOURNAL)
-        trial = True  # an update was under way: smsota repairs and judges it
+        trial = True  # an update was under way: smstrial repairs and judges it
     except OSError:
         trial = False
     if trial:
-        import smsota
+        import smstrial
 
-        handle = smsota.boot(root, reset, print)  # it unloads itself
+        handle = smstrial.boot(root, reset, print)  # it unloads itself
     else:
         import app
 

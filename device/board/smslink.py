@@ -21,7 +21,7 @@ _NTP_EVERY_MS = const(86400000)  # re-sync daily: the ESP8266's RTC drifts
 # umqtt.simple's connect(timeout=): a stalled TCP or TLS handshake gives up
 # instead of hanging before the watchdog is armed.
 _CONNECT_TIMEOUT_S = const(20)
-SLICE_MS = const(500)  # longest sleep without feeding the watchdog (ESP8266: fixed ~3 s)
+_SLICE_MS = const(500)  # longest sleep without feeding the watchdog (ESP8266: fixed ~3 s)
 
 
 class Device:
@@ -236,7 +236,7 @@ class Device:
     def _sleep(self, ms):
         while ms > 0 and not self.halt:
             self._feed()
-            chunk = SLICE_MS if ms > SLICE_MS else ms
+            chunk = _SLICE_MS if ms > _SLICE_MS else ms
             self.clock.sleep_ms(chunk)
             ms -= chunk
 

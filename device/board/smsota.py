@@ -1,14 +1,13 @@
-# Over-the-air app updates: AWS IoT Jobs for the work, MQTT-based file
-# delivery (streams, JSON) for the files, on the device's one MQTT session.
-# smslink imports this module only while there is update work, smsboot only
-# when the update journal exists; both entry points (run, boot) drop it from
-# sys.modules, so its RAM is freed as soon as the call returns.
+# Over-the-air app updates, the job: AWS IoT Jobs for the work, MQTT-based
+# file delivery (streams, JSON) for the files, on the device's one MQTT session.
+# smslink imports this module only while there is update work, and run()
+# drops it from sys.modules, so its RAM is freed once the call returns.
 #
 # Files are written beside the app (NAME.new), hashed while written, then
 # switched under a journal (ota.json, replaced atomically by rename) that the
 # next boot reads: a power cut at any moment leaves the old app or the new one.
-# The new app then runs on probation: failing to import, or raising on its
-# first message, restores the old app and restarts.
+# What follows the switch (probation, rollback, the verdict) is in smstrial,
+# so it takes no RAM during a download.
 import json
 import os
 import sys
@@ -28,10 +27,9 @@ except ImportError:  # CPython
 BLOCK = const(1024)  # a block's base64 JSON message stays far below axTLS's ~5,000-byte record
 _ANSWER_MS = const(10000)  # how long AWS IoT gets to answer one request
 _TRIES = const(3)
-PROBATION_MS = const(600000)  # no message this long after the switch: the new app passes
 _SPARE = const(4096)  # flash left free after writing the new files
 # The firmware's own modules: an update replaces app modules, never these.
-_OWN = ("boot", "main", "smsboot", "smscore", "smslink", "smsota")
+_OWN = ("boot", "main", "smsboot", "smscore", "smslink", "smsota", "smstrial")
 _wait = [None, (), None]  # while a request waits: the device, answer topics, the answer
 
 
@@ -43,7 +41,8 @@ class NoAnswer(Exception):
     """AWS IoT did not answer a request in time (the session itself still works)."""
 
 
-def _exists(path):
+def exists(path):
+    """Whether a file is there."""
     try:
         os.stat(path)
         return True
@@ -51,8 +50,9 @@ def _exists(path):
         return False
 
 
-def _remove(path):
-    if _exists(path):
+def discard(path):
+    """Remove a file if it is there."""
+    if exists(path):
         os.remove(path)
 
 
@@ -65,7 +65,7 @@ def read_journal(root):
         return None
 
 
-def _write(root, journal, step):
+def write_journal(root, journal, step):
     # A new copy renamed over the old one: a reader sees one or the other.
     journal["step"] = step
     with open(root + "ota.tmp", "w") as f:
@@ -73,91 +73,16 @@ def _write(root, journal, step):
     os.rename(root + "ota.tmp", root + JOURNAL)
 
 
-def _switch(root, journal):
+def switch(root, journal):
     # Roll forward: NAME.new becomes NAME, the old NAME is kept as NAME.old.
     # Every step can be repeated after a power cut.
     for name in journal["files"]:
         path = root + name
-        if _exists(path + ".new"):
-            if _exists(path):
+        if exists(path + ".new"):
+            if exists(path):
                 os.rename(path, path + ".old")
             os.rename(path + ".new", path)
-    _write(root, journal, "trial")
-
-
-def _restore(root, journal):
-    # Roll back; every step can be repeated after a power cut.
-    for name in journal["files"]:
-        path = root + name
-        if name in journal["fresh"]:
-            _remove(path)
-        elif _exists(path + ".old"):
-            os.rename(path + ".old", path)
-    _write(root, journal, "failed")
-
-
-def _roll_back(root, journal, reason, reset):
-    journal["reason"] = reason
-    _write(root, journal, "rollback")
-    _restore(root, journal)
-    if reset is not None:
-        reset()  # the board never returns from this
-
-
-def boot(root, reset, log):
-    """Finish what a restart interrupted, import the app; return its handle.
-
-    smsboot calls this instead of importing the app when the journal exists.
-    """
-    sys.modules.pop(__name__, None)
-    journal = read_journal(root)
-    if journal is not None:
-        step = journal["step"]
-        if step == "switch":
-            _switch(root, journal)
-        elif step == "rollback":
-            _restore(root, journal)
-        if journal["step"] == "trial":
-            try:
-                import app
-
-                return app.handle
-            except Exception as error:  # SyntaxError, ImportError, anything at import
-                sys.modules.pop("app", None)
-                log("ota: new app fails to import, rolling back")
-                _roll_back(root, journal, "import " + type(error).__name__, reset)
-    import app
-
-    return app.handle
-
-
-class _Trial:
-    """The new app's handle until its first message settles the trial."""
-
-    def __init__(self, device, journal, handle):
-        self.device = device
-        self.journal = journal
-        self.handle = handle
-
-    def __call__(self, message):
-        device = self.device
-        try:
-            reply = self.handle(message)
-        except Exception as error:
-            device.log("ota: new app fails on its first message, rolling back")
-            # Restarting inside umqtt's callback leaves the message unacknowledged:
-            # AWS IoT redelivers it, and the restored app answers it.
-            _roll_back(device.root, self.journal, "app " + type(error).__name__, device.reset)
-            raise
-        _pass(device, self.journal, self.handle)
-        return reply
-
-
-def _pass(device, journal, handle):
-    device.handle = handle
-    device.job_at = None
-    _write(device.root, journal, "passed")
-    device.job = b""  # reported from the loop, not from inside umqtt's callback
+    write_journal(root, journal, "trial")
 
 
 def _catch(topic, raw):
@@ -169,10 +94,12 @@ def _catch(topic, raw):
 
 
 def _ask(device, request, payload, answers, token, index=-1):
-    """Publish request; return (accepted, answer dict, raw answer). NoAnswer if none came.
+    """Publish request; return (accepted, answer, block data). NoAnswer if none came.
 
     answers: the accepted and rejected topics, relative to the thing.
-    Answers carry our token as clientToken (jobs) or c (streams).
+    Answers carry our token as clientToken (jobs) or c (streams). For a stream
+    block (index >= 0), the base64 text comes back as a memoryview into the
+    message, not decoded by json: one copy less of the biggest thing in RAM.
     """
     prefix = "$aws/things/" + device.config["thing"] + "/"
     topics = ((prefix + answers[0]).encode(), (prefix + answers[1]).encode())
@@ -195,18 +122,30 @@ def _ask(device, request, payload, answers, token, index=-1):
                 found = _wait[2]
                 if found is not None:
                     _wait[2] = None
-                    answer = json.loads(found[1])
+                    accepted = found[0] == topics[0]
+                    raw = found[1]
+                    data = None
+                    key = raw.find(b'"p"') if index >= 0 and accepted else -1
+                    if key >= 0:  # a block: parse all but its base64 text, which stays put
+                        start = raw.find(b'"', key + 3) + 1
+                        end = raw.find(b'"', start)
+                        data = memoryview(raw)[start:end]
+                        raw = raw[:start] + raw[end:]
+                    try:
+                        answer = json.loads(raw)
+                    except ValueError:
+                        continue  # not an answer AWS IoT would send: keep waiting
                     if token in (answer.get("clientToken"), answer.get("c")) and (
                         index < 0 or answer.get("i", index) == index
                     ):
-                        return found[0] == topics[0], answer, found[1]
+                        return accepted, answer, data
     finally:
         client.set_callback(device._on_msg)
     raise NoAnswer(request)
 
 
-def _report(device, job_id, status, reason=None, step=None):
-    # Update the job execution; AWS IoT's answer is logged, not retried.
+def report(device, job_id, status, reason=None, step=None):
+    """Update a job execution's status; AWS IoT's refusal is logged, not retried."""
     details = {}
     if reason:
         details["reason"] = reason
@@ -275,14 +214,10 @@ def _download(device, stream_id, entry, token):
         while received < size:
             index = received // BLOCK
             request = {"c": token, "f": entry["fileId"], "l": BLOCK, "o": index, "n": 1}
-            got, answer, raw = _ask(device, base + "/get/json", request, answers, token, index)
+            got, answer, data = _ask(device, base + "/get/json", request, answers, token, index)
             if not got and answer.get("o") != "BlockOutOfBounds":  # past the end: wrong size
                 raise Reject("stream " + str(answer.get("o")))
-            block = b""
-            if got and isinstance(answer.get("p"), str):
-                # Decode the base64 in place in the message: no copy of it
-                start = raw.find(b'"', raw.find(b'"p"') + 3) + 1
-                block = a2b_base64(memoryview(raw)[start : raw.find(b'"', start)])
+            block = b"" if data is None else a2b_base64(data)
             received += len(block)
             if not block or received > size or (len(block) < BLOCK and received < size):
                 raise Reject("wrong size")
@@ -306,57 +241,31 @@ def _take(device, execution, token):
     stream_id, files = plan(execution, device.config["thing"], _free(root))
     names = [entry["name"] for entry in files]
     for name in names:  # leftovers of an interrupted attempt
-        _remove(root + name + ".new")
-        _remove(root + name + ".old")
+        discard(root + name + ".new")
+        discard(root + name + ".old")
     try:
         for entry in files:
             _download(device, stream_id, entry, token)
     except Reject:
         for name in names:
-            _remove(root + name + ".new")
+            discard(root + name + ".new")
         raise
-    fresh = [name for name in names if not _exists(root + name)]
+    fresh = [name for name in names if not exists(root + name)]
     journal = {"job": execution["jobId"], "files": names, "fresh": fresh}
-    _write(root, journal, "switch")  # from here on, the new app is what boots
-    _switch(root, journal)
+    write_journal(root, journal, "switch")  # from here on, the new app is what boots
+    switch(root, journal)
     try:
-        _report(device, journal["job"], "IN_PROGRESS", step="restarting")
+        report(device, journal["job"], "IN_PROGRESS", step="restarting")
     finally:  # the switch is done: whatever the report did, boot the new app
         device.log("ota: new app written, restarting")
         if device.reset is not None:
             device.reset()
 
 
-def _judge(device, journal):
-    # The new app is on probation: watch its first message, or pass it when
-    # the probation window ends without one.
-    clock = device.clock
-    handle = device.handle
-    if device.job_at is None:
-        device.job_at = clock.ticks_add(clock.ticks_ms(), PROBATION_MS)
-        if not isinstance(handle, _Trial):
-            device.handle = _Trial(device, journal, handle)
-    elif clock.ticks_diff(clock.ticks_ms(), device.job_at) >= 0:
-        _pass(device, journal, handle.handle if isinstance(handle, _Trial) else handle)
-
-
 def _work(device, raw):
-    root = device.root
-    journal = read_journal(root)
-    if journal is not None:
-        step = journal["step"]
-        if step == "trial":
-            _judge(device, journal)
-        elif step == "passed" or step == "failed":
-            # Report the verdict a restart (or the trial) left, then forget it.
-            passed = step == "passed"
-            status = "SUCCEEDED" if passed else "FAILED"
-            _report(device, journal["job"], status, journal.get("reason"))
-            for name in journal["files"]:
-                if passed:
-                    _remove(root + name + ".old")
-            _remove(root + JOURNAL)
-            device.log("ota: job " + status)
+    journal = read_journal(device.root)
+    if journal is not None:  # an update is past its switch: smstrial's business
+        __import__("smstrial").run(device, journal)
         return
     if raw:  # notify-next: an "execution" means a job is queued
         try:
@@ -380,17 +289,16 @@ def _work(device, raw):
         _take(device, execution, token)
     except Reject as error:
         device.log("ota: job rejected: " + error.args[0])
-        _report(device, job_id, "REJECTED", error.args[0])
+        report(device, job_id, "REJECTED", error.args[0])
 
 
 def run(device):
     """Do the device's pending update work (smslink calls this from its loop).
 
-    Reports a verdict a restart left, watches a new app on probation, or asks
-    AWS IoT Jobs for the next job and carries it out. Network errors escape
-    (the loop reconnects and the work is retried); job errors are reported.
+    Asks AWS IoT Jobs for the next job and carries it out, or hands a switched
+    update to smstrial. Network errors escape (the loop reconnects and the work
+    is retried); job errors are reported.
     """
-    sys.modules.pop(__name__, None)
     raw, device.job = device.job, None
     try:
         _work(device, raw)
@@ -399,3 +307,5 @@ def run(device):
     except OSError:
         device.job = b""  # network trouble: ask again once the loop has reconnected
         raise
+    finally:
+        sys.modules.pop(__name__, None)  # freed once the call returns

@@ -46,3 +46,15 @@ def test_no_growth_over_messages(mem: dict[str, int]) -> None:
     # the port's conservative stack scan: up to about a kilobyte either way.
     assert abs(mem["growth_first_10000"]) <= 4 * KIB, mem
     assert abs(mem["growth_next_10000"]) <= 4 * KIB, mem
+
+
+def test_update_peak_fits_beside_tls(mem: dict[str, int]) -> None:
+    # ~38 KB heap, ~9 KB for axTLS while connected, ~8 KB of firmware: an update
+    # may take about 12 KB above steady state, module and one block included.
+    assert 0 < mem["ota_peak"] <= 12 * KIB, mem
+    assert mem["ota_stages"]["download"] <= 6 * KIB, mem  # one block's work, garbage included
+
+
+def test_update_traffic_is_the_file_plus_a_little(mem: dict[str, int]) -> None:
+    # base64 is 4/3 of the file; the rest is per-block and per-job envelope
+    assert 4000 * 4 // 3 < mem["ota_update_4000_mqtt"] <= 4000 * 4 // 3 + 2 * KIB, mem
