@@ -192,7 +192,9 @@ class Device:
                     raise OSError(110)  # ETIMEDOUT: back off, then try again
                 self._sleep(200)
         now = clock.ticks_ms()
-        if self.ntp and (self.ntp_at is None or clock.ticks_diff(now, self.ntp_at) >= _NTP_EVERY_MS):
+        if self.ntp and (
+            self.ntp_at is None or clock.ticks_diff(now, self.ntp_at) >= _NTP_EVERY_MS
+        ):
             try:
                 self.ntp.settime()
                 self.ntp_at = now
@@ -231,7 +233,9 @@ class Device:
         except (OSError, ValueError, TypeError):  # not every port reports it
             rssi = None
         free = gc.mem_free() if hasattr(gc, "mem_free") else None  # None under CPython
-        self.client.publish(self.topic_shadow, smscore.shadow(FIRMWARE, free, rssi, self.up_ms // 1000))
+        self.client.publish(
+            self.topic_shadow, smscore.shadow(FIRMWARE, free, rssi, self.up_ms // 1000)
+        )
 
     def _sleep(self, ms):
         while ms > 0 and not self.halt:

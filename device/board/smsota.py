@@ -66,6 +66,7 @@ def read_journal(root):
 
 
 def write_journal(root, journal, step):
+    """Record the update's step; a power cut leaves the old journal or the new one."""
     # A new copy renamed over the old one: a reader sees one or the other.
     journal["step"] = step
     with open(root + "ota.tmp", "w") as f:
@@ -74,8 +75,10 @@ def write_journal(root, journal, step):
 
 
 def switch(root, journal):
-    # Roll forward: NAME.new becomes NAME, the old NAME is kept as NAME.old.
-    # Every step can be repeated after a power cut.
+    """Put the journal's new files in place (NAME.new -> NAME, NAME -> NAME.old).
+
+    Every step can be repeated, so a boot after a power cut finishes the job.
+    """
     for name in journal["files"]:
         path = root + name
         if exists(path + ".new"):
@@ -274,9 +277,9 @@ def _work(device, raw):
         except (ValueError, AttributeError):
             return
     token = "%08x" % device.rand()
-    accepted, answer, _ = _ask(device, "jobs/start-next", {"clientToken": token,
-                            "statusDetails": {"step": "download"}},
-                            ("jobs/start-next/accepted", "jobs/start-next/rejected"), token)  # fmt: skip
+    request = {"clientToken": token, "statusDetails": {"step": "download"}}
+    answers = ("jobs/start-next/accepted", "jobs/start-next/rejected")
+    accepted, answer, _ = _ask(device, "jobs/start-next", request, answers, token)
     execution = answer.get("execution") if accepted else None
     if not isinstance(execution, dict):
         return  # no job for us

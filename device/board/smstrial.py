@@ -108,8 +108,6 @@ def _judge(device, journal):
         _pass(device, journal, handle.handle if isinstance(handle, _Trial) else handle)
 
 
-
-
 def run(device, journal):
     """Carry on with a switched update (smsota calls this when the journal exists).
 

@@ -14,8 +14,8 @@ BOARD = ROOT / "device" / "board"
 MPDIR = Path(__file__).resolve().parent / "mp"
 DRIVER = Path(__file__).resolve().parent / "runmp.mjs"
 PORT_PKG = ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
-MANIFEST = BOARD / "manifest.py"  # read by the freezer and mip on the host, not a board module
-BOARD_FILES = sorted(p.name for p in BOARD.glob("*.py") if p != MANIFEST)
+BOARD_FILES = sorted(p.name for p in BOARD.glob("*.py"))
+MANIFEST = BOARD.parent / "manifest.py"  # the firmware as a package, for the freezer and mip
 # Flags for the .mpy files copied to the board: -O3 drops line numbers (and
 # asserts, which the board code has none of) and saves ~300 bytes of RAM. The
 # WebAssembly measurements use the same level without -march: bytecode is portable.

@@ -26,15 +26,15 @@ def execute_manifest() -> dict[str, Any]:
     def require(name: str, **kwargs: Any) -> None:
         calls["require"].append(name)
 
-    def module(name: str, **kwargs: Any) -> None:
-        calls["module"].append(name)
+    def module(name: str, base_path: str = ".", **kwargs: Any) -> None:
+        calls["module"].append(str(Path(base_path) / name))
 
     def package(name: str, **kwargs: Any) -> None:
         calls["package"].append(name)
 
     api = {"metadata": metadata, "require": require, "module": module, "package": package}
     cwd = Path.cwd()
-    os.chdir(mpnode.BOARD)
+    os.chdir(mpnode.MANIFEST.parent)
     try:
         runpy.run_path(str(mpnode.MANIFEST), init_globals=api)
     finally:
@@ -48,7 +48,9 @@ def manifest() -> dict[str, Any]:
 
 
 def test_names_every_board_module_and_nothing_else(manifest: dict[str, Any]) -> None:
-    assert sorted(manifest["module"]) == mpnode.BOARD_FILES
+    assert sorted(manifest["module"]) == [f"board/{name}" for name in mpnode.BOARD_FILES]
+    for path in manifest["module"]:
+        assert (mpnode.MANIFEST.parent / path).is_file(), path
     assert manifest["package"] == []
 
 

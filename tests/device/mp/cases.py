@@ -5,7 +5,7 @@
 Each case_* function raises AssertionError on failure. No typing imports, no
 pathlib or contextlib: MicroPython has neither.
 """
-# ruff: noqa: PTH102, PTH123, SIM105
+# ruff: noqa: PTH102, PTH107, PTH123, PTH208, SIM105
 
 import json
 
@@ -738,8 +738,16 @@ class OtaRig:
 
         return sorted(n for n in os.listdir(self.root[:-1]) if n[:3] in ("app", "ota"))
 
-    def offer(self, job_id: str, payload: bytes, size: object = None, digest: object = None,
-              name: str = "app.mpy", thing: object = None, **document: object) -> dict:
+    def offer(
+        self,
+        job_id: str,
+        payload: bytes,
+        size: object = None,
+        digest: object = None,
+        name: str = "app.mpy",
+        thing: object = None,
+        **document: object,
+    ) -> dict:
         """Queue an app-update job for payload (size and sha256 may be made wrong) and notify."""
         stream = "stream-" + job_id
         self.jobs.streams[stream] = {0: payload}
@@ -886,7 +894,12 @@ def case_ota_power_cut_mid_download() -> None:
         for _ in range(5):
             if not rig.cuts:
                 rig.run(1)
-        assert rig.cuts == 1 and rig.app_file() == rig.old, (rig.cuts, rig.resets, rig.lines, rig.files())
+        assert rig.cuts == 1 and rig.app_file() == rig.old, (
+            rig.cuts,
+            rig.resets,
+            rig.lines,
+            rig.files(),
+        )
         assert "app.mpy.new" in rig.files()  # half written, never used
         assert rig.texts("SMc") == [REVERSED]  # booted the old app; then it asked for the job
         assert rig.resets == 1 and rig.app_file() == new

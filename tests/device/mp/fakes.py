@@ -285,7 +285,7 @@ class Jobs:
         topic = str(topic, "utf-8")
         if not topic.startswith(self.prefix) or self.silent:
             return
-        topic = topic[len(self.prefix):]
+        topic = topic[len(self.prefix) :]
         body = json.loads(raw)
         if topic == "jobs/start-next":
             answer = {"clientToken": body["clientToken"], "timestamp": 2}
@@ -302,8 +302,8 @@ class Jobs:
                     execution["status"] = body["status"]
                     execution["statusDetails"] = body.get("statusDetails", {})
                     self.updates.append((job_id, body["status"], execution["statusDetails"]))
-                    self.reply(broker, topic + "/accepted",
-                               {"clientToken": body.get("clientToken"), "timestamp": 3})  # fmt: skip
+                    answer = {"clientToken": body.get("clientToken"), "timestamp": 3}
+                    self.reply(broker, topic + "/accepted", answer)
                     return
             self.reply(broker, topic + "/rejected", {"clientToken": body.get("clientToken"),
                        "code": "InvalidStateTransition", "message": "not in progress"})  # fmt: skip
@@ -312,21 +312,27 @@ class Jobs:
             files = self.streams.get(stream_id)
             base = "streams/" + stream_id
             if files is None or body["f"] not in files:
-                self.reply(broker, base + "/rejected/json",
-                           {"o": "ResourceNotFound", "m": "no such stream", "c": body["c"]})
+                self.reply(
+                    broker,
+                    base + "/rejected/json",
+                    {"o": "ResourceNotFound", "m": "no such stream", "c": body["c"]},
+                )
                 return
             data = files[body["f"]]
             size = body["l"]
             assert 256 <= size <= 131072, "AWS IoT takes block sizes of 256..131072"
             for index in range(body["o"], body["o"] + body.get("n", 1)):
                 if index * size >= len(data):
-                    self.reply(broker, base + "/rejected/json",
-                               {"o": "BlockOutOfBounds", "m": "offset", "c": body["c"]})
+                    self.reply(
+                        broker,
+                        base + "/rejected/json",
+                        {"o": "BlockOutOfBounds", "m": "offset", "c": body["c"]},
+                    )
                     return
                 if self.cut_after_blocks is not None and self.blocks >= self.cut_after_blocks:
                     self.cut_after_blocks = None
                     raise PowerCut()
-                block = data[index * size:(index + 1) * size]
+                block = data[index * size : (index + 1) * size]
                 payload = {"c": body["c"], "f": body["f"], "l": len(block), "i": index,
                            "p": str(binascii.b2a_base64(block), "ascii").strip()}  # fmt: skip
                 raw = json.dumps(payload).encode()

@@ -1,5 +1,6 @@
 # mypy: ignore-errors
 # (MicroPython program: no typing module there, so it is not type-checked)
+# ruff: noqa: PTH102, PTH123, UP031
 """Memory use of the firmware, measured inside MicroPython; prints one JSON line.
 
 The WebAssembly port's heap grows instead of raising MemoryError, so figures
@@ -237,7 +238,9 @@ def prepare_update(size):
         text = binascii.b2a_base64(part).strip()
         c_binascii.blocks[(len(text), text[:16])] = bytearray(part)
         body = {"c": TOKEN, "f": 0, "l": len(part), "i": index, "p": str(text, "ascii")}
-        data.append((bytearray(PREFIX + b"streams/s1/data/json"), bytearray(json.dumps(body).encode())))
+        data.append(
+            (bytearray(PREFIX + b"streams/s1/data/json"), bytearray(json.dumps(body).encode()))
+        )
     client_ = None
     device = smslink.Device(config=cfg, handle=app.handle, mqtt=JobsClient, wlan=wlan,
                             clock=clock, uid=b"\x01", log=nolog, root=root)  # fmt: skip
