@@ -1,4 +1,4 @@
-# ruff: noqa: F821 (metadata, require, module: given by the manifest's executor)
+# ruff: noqa: F821, PTH123 (metadata, require, module: given by the manifest's executor)
 # mypy: ignore-errors
 # The firmware (device/board/) as a MicroPython package, micropython-lib style:
 # freeze it into an image (make ... FROZEN_MANIFEST=<this file>) or install it
