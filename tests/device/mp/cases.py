@@ -689,6 +689,12 @@ class OtaRig:
         sys.path.insert(0, self.root[:-1])
         self.boot()
 
+    def __enter__(self) -> "OtaRig":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         import sys
 
@@ -738,28 +744,28 @@ class OtaRig:
 
         return sorted(n for n in os.listdir(self.root[:-1]) if n[:3] in ("app", "ota"))
 
-    def offer(
-        self,
-        job_id: str,
-        payload: bytes,
-        size: object = None,
-        digest: object = None,
-        name: str = "app.mpy",
-        thing: object = None,
-        **document: object,
-    ) -> dict:
-        """Queue an app-update job for payload (size and sha256 may be made wrong) and notify."""
+    def offer(self, job_id: str, payload: bytes, **wrong: object) -> dict:
+        """Queue an app-update job for payload and notify the board.
+
+        wrong: a file entry key (name, size, sha256), a job document key, or
+        thing (the execution's thingName), to make the job wrong in that way.
+        """
         stream = "stream-" + job_id
         self.jobs.streams[stream] = {0: payload}
-        doc = {"operation": "app-update", "streamId": stream,
-               "files": [{"name": name, "fileId": 0,
-                          "size": len(payload) if size is None else size,
-                          "sha256": _sha256(payload) if digest is None else digest}]}  # fmt: skip
-        for key in document:
-            doc[key] = document[key]
+        entry = {"name": "app.mpy", "fileId": 0, "size": len(payload), "sha256": _sha256(payload)}
+        doc = {"operation": "app-update", "streamId": stream, "files": [entry]}
+        thing = wrong.pop("thing", None)
+        for key in wrong:
+            (entry if key in entry else doc)[key] = wrong[key]
         execution = self.jobs.queue(job_id, doc, thing)
         self.jobs.notify(self.broker)
         return execution
+
+    def update(self, job_id: str, payload: bytes, **offer: object) -> None:
+        """Connect, offer an update job for payload, and run until the board has handled it."""
+        self.run(2)
+        self.offer(job_id, payload, **offer)
+        self.run(3)
 
     def texts(self, sms_id: str, body: str = OOZY) -> list:
         """Text the board and return the bodies it answered that message with."""
@@ -778,8 +784,7 @@ UPPER = "OOZY RAT IN A SANITARY ZOO."
 def case_ota_steady_state_imports_no_update_code() -> None:
     import sys
 
-    rig = OtaRig("ota_idle")
-    try:
+    with OtaRig("ota_idle") as rig:
         rig.run(3)  # connects, asks AWS IoT Jobs once (nothing queued), serves
         assert rig.dev.client is not None and "smsota" not in sys.modules
         assert "smstrial" not in sys.modules
@@ -787,13 +792,10 @@ def case_ota_steady_state_imports_no_update_code() -> None:
         assert rig.texts("SMi") == [REVERSED]
         assert "smsota" not in sys.modules
         assert rig.files() == ["app.mpy"]
-    finally:
-        rig.close()
 
 
 def case_ota_good_update() -> None:
-    rig = OtaRig("ota_good")
-    try:
+    with OtaRig("ota_good") as rig:
         rig.run(2)
         new = _read(APPS + "/upper.mpy")
         assert len(new) > 1024  # several blocks
@@ -812,45 +814,33 @@ def case_ota_good_update() -> None:
         assert rig.files() == ["app.mpy"]  # no .new, .old or journal left
         assert rig.jobs.blocks == (len(new) + 1023) // 1024
         assert "ota: job SUCCEEDED" in rig.lines
-    finally:
-        rig.close()
 
 
 def case_ota_probation_window_passes_without_messages() -> None:
     import smstrial
 
-    rig = OtaRig("ota_window")
-    try:
-        rig.run(2)
-        rig.offer("job-w", _read(APPS + "/upper.mpy"))
-        rig.run(3)
+    with OtaRig("ota_window") as rig:
+        rig.update("job-w", _read(APPS + "/upper.mpy"))
         assert rig.resets == 1 and rig.jobs.status("job-w") == "IN_PROGRESS"
         rig.clock.advance(smstrial.PROBATION_MS + 1000)
         rig.run(3)
         assert rig.jobs.status("job-w") == "SUCCEEDED"
         assert rig.texts("SMw") == [UPPER]
         assert rig.files() == ["app.mpy"]
-    finally:
-        rig.close()
 
 
 def _rejected(folder: str, reason: str, **offer: object) -> None:
-    rig = OtaRig(folder)
-    try:
-        rig.run(2)
-        rig.offer("job-x", _read(APPS + "/upper.mpy"), **offer)
-        rig.run(3)
+    with OtaRig(folder) as rig:
+        rig.update("job-x", _read(APPS + "/upper.mpy"), **offer)
         assert rig.jobs.status("job-x") == "REJECTED", rig.jobs.updates
         assert rig.jobs.updates[-1][2] == {"reason": reason}, rig.jobs.updates
         assert rig.resets == 0 and rig.app_file() == rig.old
         assert rig.files() == ["app.mpy"]  # nothing written beside it is left
         assert rig.texts("SMr") == [REVERSED]
-    finally:
-        rig.close()
 
 
 def case_ota_bad_hash_rejected() -> None:
-    _rejected("ota_hash", "bad sha256", digest="0" * 64)
+    _rejected("ota_hash", "bad sha256", sha256="0" * 64)
 
 
 def case_ota_wrong_size_rejected() -> None:
@@ -862,15 +852,10 @@ def case_ota_wrong_size_rejected() -> None:
 
 
 def case_ota_foreign_thing_rejected() -> None:
-    rig = OtaRig("ota_foreign")
-    try:
-        rig.run(2)
-        rig.offer("job-f", _read(APPS + "/upper.mpy"), thing="dev-2")
-        rig.run(3)
+    with OtaRig("ota_foreign") as rig:
+        rig.update("job-f", _read(APPS + "/upper.mpy"), thing="dev-2")
         assert rig.jobs.updates == [("job-f", "REJECTED", {"reason": "foreign thing"})]
         assert rig.jobs.blocks == 0 and rig.app_file() == rig.old
-    finally:
-        rig.close()
 
 
 def case_ota_bad_documents_rejected() -> None:
@@ -878,15 +863,14 @@ def case_ota_bad_documents_rejected() -> None:
                  "App.mpy", "9lives.mpy", 7):  # fmt: skip
         _rejected("ota_name", "bad file name", name=name)
     _rejected("ota_op", "unknown operation", operation="firmware-update")
-    _rejected("ota_sha", "bad sha256", digest="A" * 64)
+    _rejected("ota_sha", "bad sha256", sha256="A" * 64)
     _rejected("ota_stream", "bad streamId", streamId="")
     _rejected("ota_files", "bad files", files=[])
     _rejected("ota_huge", "too big", size=1 << 40)
 
 
 def case_ota_power_cut_mid_download() -> None:
-    rig = OtaRig("ota_cut")
-    try:
+    with OtaRig("ota_cut") as rig:
         rig.run(2)
         new = _read(APPS + "/upper.mpy")
         rig.offer("job-c", new)
@@ -906,8 +890,6 @@ def case_ota_power_cut_mid_download() -> None:
         assert rig.texts("SMc2") == [UPPER]
         rig.run(2)
         assert rig.jobs.status("job-c") == "SUCCEEDED" and rig.files() == ["app.mpy"]
-    finally:
-        rig.close()
 
 
 def case_ota_power_cut_at_every_file_step() -> None:
@@ -916,8 +898,7 @@ def case_ota_power_cut_at_every_file_step() -> None:
     new = _read(APPS + "/upper.mpy")
     op = 1
     while True:
-        rig = OtaRig("ota_step")
-        try:
+        with OtaRig("ota_step") as rig:
             rig.run(2)
             rig.offer("job-s", new)
             rig.cut_power_at(op)
@@ -931,8 +912,6 @@ def case_ota_power_cut_at_every_file_step() -> None:
             assert rig.jobs.status("job-s") == "SUCCEEDED", (op, rig.jobs.updates, rig.lines)
             assert rig.app_file() == new and rig.files() == ["app.mpy"], op
             cut = rig.cuts
-        finally:
-            rig.close()
         if not cut:
             break  # the update has fewer file steps than op: all were covered
         op += 1
@@ -940,8 +919,7 @@ def case_ota_power_cut_at_every_file_step() -> None:
 
 
 def case_ota_app_failing_import_rolled_back() -> None:
-    rig = OtaRig("ota_import")
-    try:
+    with OtaRig("ota_import") as rig:
         rig.run(2)
         rig.offer("job-i", _read(APPS + "/broken_import.mpy"))
         rig.run(4)
@@ -952,16 +930,11 @@ def case_ota_app_failing_import_rolled_back() -> None:
         assert reason in ("import ImportError", "import ModuleNotFoundError"), rig.jobs.updates
         assert rig.files() == ["app.mpy"]
         assert rig.texts("SMo") == [REVERSED]
-    finally:
-        rig.close()
 
 
 def case_ota_app_failing_first_message_rolled_back() -> None:
-    rig = OtaRig("ota_message")
-    try:
-        rig.run(2)
-        rig.offer("job-m", _read(APPS + "/broken_message.mpy"))
-        rig.run(3)
+    with OtaRig("ota_message") as rig:
+        rig.update("job-m", _read(APPS + "/broken_message.mpy"))
         assert rig.resets == 1 and rig.jobs.status("job-m") == "IN_PROGRESS"
         # The first message makes the new app raise: the board restores the old
         # app and restarts before acknowledging it, so the old app answers it.
@@ -971,18 +944,13 @@ def case_ota_app_failing_first_message_rolled_back() -> None:
         assert rig.jobs.status("job-m") == "FAILED"
         assert rig.jobs.updates[-1][2] == {"reason": "app KeyError"}, rig.jobs.updates
         assert rig.files() == ["app.mpy"]
-    finally:
-        rig.close()
 
 
 def case_ota_power_cut_during_rollback() -> None:
     new = _read(APPS + "/broken_message.mpy")
     for op in (1, 2, 3):  # the journal's "rollback", the restoring rename, the journal's "failed"
-        rig = OtaRig("ota_rbcut")
-        try:
-            rig.run(2)
-            rig.offer("job-r", new)
-            rig.run(3)
+        with OtaRig("ota_rbcut") as rig:
+            rig.update("job-r", new)
             assert rig.resets == 1
             rig.cut_power_at(op)
             rig.broker.deliver(T_IN, inbound("SMp"))
@@ -996,16 +964,11 @@ def case_ota_power_cut_during_rollback() -> None:
             assert rig.jobs.status("job-r") == "FAILED", (op, rig.jobs.updates)
             assert [r["Body"] for r in rig.replies() if r["Id"] == "SMp:r0"] == [REVERSED]
             assert rig.files() == ["app.mpy"]
-        finally:
-            rig.close()
 
 
 def case_ota_no_answer_keeps_serving() -> None:
-    rig = OtaRig("ota_silent")
-    try:
+    with OtaRig("ota_silent") as rig:
         rig.jobs.silent = True  # AWS IoT never answers the jobs topics
         rig.run(2)
         assert any(ln.startswith("ota: no answer to jobs/start-next") for ln in rig.lines)
         assert rig.texts("SMn") == [REVERSED] and rig.dev.fails == 0
-    finally:
-        rig.close()
