@@ -44,12 +44,17 @@ def board_app() -> ModuleType:
 
 
 class HostClock:
-    """MicroPython's `time.ticks_ms`, `ticks_diff` and `sleep_ms` on CPython."""
+    """MicroPython's `time.ticks_ms`, `ticks_add`, `ticks_diff` and `sleep_ms` on CPython."""
 
     @staticmethod
     def ticks_ms() -> int:
         """Milliseconds from a monotonic clock."""
         return int(time.monotonic() * 1000)
+
+    @staticmethod
+    def ticks_add(ticks: int, delta: int) -> int:
+        """ticks + delta (CPython's ints do not wrap)."""
+        return ticks + delta
 
     @staticmethod
     def ticks_diff(a: int, b: int) -> int:
@@ -124,16 +129,15 @@ class HostDevice:
             log(f"[{thing}] {line}")
 
         self.device = smslink.Device(
-            config,
-            handle or board_app().handle,
-            MQTTClient,
-            self.wlan,
-            HostClock(),
-            None,  # the host's clock is already right: no NTP
-            context,
-            None,  # no hardware watchdog on the host
-            None,
-            thing.encode(),
+            config=config,
+            handle=handle or board_app().handle,
+            mqtt=MQTTClient,
+            wlan=self.wlan,
+            clock=HostClock(),
+            ntp=None,  # the host's clock is already right: no NTP
+            ssl=context,
+            wdt=None,  # no hardware watchdog on the host
+            uid=thing.encode(),
             keepalive=30,
             poll_ms=5,
             log=log_line,
