@@ -28,12 +28,12 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from twilio.request_validator import RequestValidator
 
+import contract
 from loop.apigw_vtl import HttpResponse
 from loop.aws_local import REGION, LocalResources, MotoServer, find_by_path
 from loop.broker import CLOUD_USER, Broker, acl_from_iot_policy
@@ -181,7 +181,7 @@ class LocalLoop:
         send_id = find_by_path(self.template, "AWS::Lambda::Function", "Send/Function/Resource")
         self.receive = LocalFunction(
             "receive",
-            ROOT / "lambdas" / "receive",
+            ROOT / "lambdas",
             resources[receive_id]["Properties"]["Handler"],
             {**self.aws.function_environment(receive_id), **endpoints},
             log_path=workdir / "receive.log",
@@ -190,7 +190,7 @@ class LocalLoop:
         self._closers.append(self.receive.close)
         self.send = LocalFunction(
             "send",
-            ROOT / "lambdas" / "send",
+            ROOT / "lambdas",
             resources[send_id]["Properties"]["Handler"],
             {
                 **self.aws.function_environment(send_id),
@@ -438,19 +438,15 @@ class LocalLoop:
 
     def _dead_letter(self, event: dict[str, Any], error: LambdaError) -> None:
         """Lambda's on-failure destination record, into the template's queue."""
-        record = {
-            "version": "1.0",
-            "timestamp": datetime.now(UTC).isoformat(),
-            "requestContext": {
-                "requestId": secrets.token_hex(8),
-                "functionArn": f"arn:aws:lambda:{REGION}:123456789012:function:send",
-                "condition": "RetriesExhausted",
-                "approximateInvokeCount": int(self.router.retry_attempts) + 1,
-            },
-            "requestPayload": event,
-            "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
-            "responsePayload": {"errorMessage": error.error_message, "errorType": error.error_type},
-        }
+        record = contract.dead_letter_record(
+            event,
+            condition=contract.RETRIES_EXHAUSTED,
+            request_id=secrets.token_hex(8),
+            function_arn=f"arn:aws:lambda:{REGION}:123456789012:function:send",
+            error={"errorMessage": error.error_message, "errorType": error.error_type},
+            invoke_count=int(self.router.retry_attempts) + 1,
+            function_error="Unhandled",
+        )
         self.aws.send_to_queue(self.dead_letter_queue_id, record)
         self.trace.add("send → dead letters", f"after {self.router.retry_attempts + 1} attempts")
 

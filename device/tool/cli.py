@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import contract
 from device.tool import board, keys
 from device.tool.errors import (
     MissingWifi,
@@ -50,7 +51,6 @@ from stacks.settings import EnvironmentSettings, SettingsError, parse_environmen
 KEYS_ROOT = ROOT / ".device-keys"
 WIFI_SSID_VARIABLE = "WIFI_SSID"
 WIFI_PASSWORD_VARIABLE = "WIFI_PASSWORD"  # noqa: S105 (a variable name, not a secret)
-E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
 # -- Configuration -------------------------------------------------------------------------
@@ -117,7 +117,7 @@ def boot_message(to: str | None, body: str) -> dict[str, str] | None:
     """The optional text the board sends once connected (`--boot-to`)."""
     if to is None:
         return None
-    if not E164.match(to):
+    if not contract.is_e164(to):
         raise UsageError("--boot-to must be an E.164 number, for example +15551234567.")
     return {"To": to, "Body": body}
 

@@ -11,7 +11,7 @@ from bench.receive_bench import RECEIVE_DIR, build_bundle, isolated_python, runt
 from stacks.python_function import prune_bundle
 
 IMPORTED = """
-import handler
+import receive_lambda.handler
 bundle = sys.path[0] + '/'
 print(json.dumps(sorted({m.__file__[len(bundle):] for m in list(sys.modules.values())
                          if (getattr(m, '__file__', None) or '').startswith(bundle)})))
@@ -36,6 +36,9 @@ def test_handler_imports_from_the_bundle_alone_without_twilio_rest(
         for p in bundle.rglob("*.py")
         if ".dist-info" not in str(p) and "__pycache__" not in p.parts
     }
+    # The function's package, the contract and the shared code it uses, at the bundle's root.
+    assert {"receive_lambda/handler.py", "contract.py", "lambda_shared/logs.py"} <= files
+    assert "lambda_shared/twilio_rest.py" not in files
     # twilio: exactly the two modules used.
     assert {f for f in files if f.startswith("twilio/")} == {
         "twilio/__init__.py",

@@ -7,24 +7,20 @@ contract, and the proxy records them so the tests can see what was asked of Twil
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from aws_lambda_powertools.utilities import parameters
 
+from lambda_shared import twilio_rest
 from loop.prism import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, FaultProxy, LoopbackHttpClient
 from tests.send.scenarios import FakeContext
-
-LAMBDA_DIR = Path(__file__).resolve().parents[2] / "lambdas" / "twilio_number"
-sys.path.insert(0, str(LAMBDA_DIR))
-
-from number_webhook import (  # noqa: E402
+from twilio_number_lambda import handler as number_handler
+from twilio_number_lambda.number_webhook import (
     Desired,
     NumberWebhookError,
     SmsWebhook,
@@ -40,17 +36,6 @@ PRISM_SID = "PN" + "a" * 32
 WEBHOOK = "https://abc123.execute-api.eu-west-1.amazonaws.com/v1/message"
 FALLBACK = "https://fallback.example.com/sms"
 SECRET = "text-device/test/twilio"
-
-
-def load_handler() -> ModuleType:
-    """lambdas/twilio_number/handler.py under its own name (the send Lambda has one too)."""
-    spec = importlib.util.spec_from_file_location(
-        "twilio_number_handler", LAMBDA_DIR / "handler.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -70,8 +55,11 @@ def handler(
             ),
         )
         monkeypatch.setenv("TWILIO_SECRET_NAME", SECRET)
-        module = load_handler()
-        module.use_http_client(lambda t: LoopbackHttpClient(fresh_proxy.url, timeout=t))
+        # A cold container whose Twilio client talks to Prism.
+        module = number_handler
+        module.twilio_clients.cache_clear()
+        parameters.clear_caches()  # type: ignore[no-untyped-call]
+        twilio_rest.use_transport(lambda t: LoopbackHttpClient(fresh_proxy.url, timeout=t))
         answers: list[dict[str, Any]] = []
         send = module.helper._send
 
@@ -79,7 +67,10 @@ def handler(
             send(status, reason, send_response=lambda _url, body, _verify: answers.append(body))
 
         monkeypatch.setattr(module.helper, "_send", capture)
-        yield module, answers
+        try:
+            yield module, answers
+        finally:
+            twilio_rest.use_transport(None)
 
 
 def cfn_event(request: str, **extra: Any) -> dict[str, Any]:

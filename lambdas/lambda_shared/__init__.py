@@ -1,0 +1,6 @@
+"""Code every Lambda of the project shares, copied into each bundle beside `contract.py`.
+
+- `twilio_credentials`: the Twilio secret, read through Powertools parameters (cached);
+- `twilio_rest`: the Twilio REST client, built once per container and its credentials;
+- `logs`: what may be logged about a message (masked numbers, never a body).
+"""
