@@ -185,9 +185,8 @@ def main() -> None:
         no_pyc = cold_imports(host, args.runs)
         compileall.compile_dir(host, quiet=1, workers=1)
         with_pyc = cold_imports(host, args.runs)
-        print(
-            f"\nCold `import send_lambda.handler` ({args.runs} fresh interpreters, Python {sys.version[:4]})"
-        )
+        runs = f"{args.runs} fresh interpreters, Python {sys.version[:4]}"
+        print(f"\nCold `import send_lambda.handler` ({runs})")
         print(f"{'variant':<22}{'median':>10}{'min':>10}{'max':>10}{'of budget':>11}")
         for label, times in (("sources only", no_pyc), ("precompiled .pyc", with_pyc)):
             median = statistics.median(times)

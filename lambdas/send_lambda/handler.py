@@ -11,7 +11,6 @@ import os
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from send_lambda import SERVICE
 from send_lambda.sender import SendRuntime
@@ -28,7 +27,7 @@ def runtime() -> SendRuntime:
 
 
 @logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Sends one device message; raises only when Lambda should retry the event."""
     result: dict[str, Any] = runtime().handle(event, context)
     return result

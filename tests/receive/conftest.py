@@ -205,7 +205,7 @@ def make_world(
 
     iot_data.meta.events.register("provide-client-params.iot-data.Publish", capture)
     # Powertools' handler holds the stdout of import time: read its lines from here instead.
-    handler.logger.registered_handler.setStream(world.log_stream)
+    handler.logger.registered_handler.setStream(world.log_stream)  # type: ignore[attr-defined]
     return world
 
 

@@ -19,7 +19,6 @@ from aws_lambda_powertools.utilities import parameters
 from lambda_shared import twilio_rest
 from loop.prism import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, FaultProxy, LoopbackHttpClient
 from tests.send.scenarios import FakeContext
-from twilio_number_lambda import handler as number_handler
 from twilio_number_lambda.number_webhook import (
     Desired,
     NumberWebhookError,
@@ -55,13 +54,15 @@ def handler(
             ),
         )
         monkeypatch.setenv("TWILIO_SECRET_NAME", SECRET)
-        # A cold container whose Twilio client talks to Prism.
-        module = number_handler
+        # A cold container whose Twilio client talks to Prism. Imported here, with a region
+        # set: crhelper builds its boto3 clients at import, as in Lambda.
+        from twilio_number_lambda import handler as module
+
         module.twilio_clients.cache_clear()
         parameters.clear_caches()  # type: ignore[no-untyped-call]
         twilio_rest.use_transport(lambda t: LoopbackHttpClient(fresh_proxy.url, timeout=t))
         answers: list[dict[str, Any]] = []
-        send = module.helper._send
+        send = module.helper._send  # type: ignore[attr-defined]
 
         def capture(status: Any = None, reason: str = "", send_response: Any = None) -> None:
             send(status, reason, send_response=lambda _url, body, _verify: answers.append(body))
