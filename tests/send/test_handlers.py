@@ -140,3 +140,20 @@ def test_a_base64_body_that_does_not_decode_is_a_400_not_a_crash(
     assert status_handler.lambda_handler(bad, FakeContext())["statusCode"] == 400
     [record] = [r for r in caplog.records if r.getMessage() == "status callback rejected"]
     assert record.reason == reason  # type: ignore[attr-defined]
+
+
+def test_a_callback_without_api_gateway_context_is_a_400(status_handler: ModuleType) -> None:
+    event = status_event(REPORT)
+    event.pop("requestContext")
+    assert status_handler.lambda_handler(event, FakeContext())["statusCode"] == 400
+
+
+def test_an_unset_secret_refuses_every_callback_and_logs_the_fix(
+    aws: AwsStandIns, status_handler: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    aws.secrets.put_secret_value(
+        SecretId=SECRET_NAME, SecretString='{"account_sid": "", "auth_token": ""}'
+    )
+    caplog.set_level(logging.INFO)
+    assert status_handler.lambda_handler(status_event(REPORT), FakeContext())["statusCode"] == 403
+    assert f"put-secret-value --secret-id {SECRET_NAME}" in caplog.text
