@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import contract
+from lambda_shared.config import SECRET_NAME_VARIABLE, missing_variables
 from receive_lambda.errors import ConfigurationError
 
-REQUIRED = ("TWILIO_SECRET_NAME", "IDEMPOTENCY_TABLE")
+REQUIRED = (SECRET_NAME_VARIABLE, "IDEMPOTENCY_TABLE")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,7 +35,7 @@ class ReceiveConfig:
             limit = int(environ.get("BODY_LIMIT", str(contract.DEFAULT_BODY_LIMIT)))
         except ValueError as error:
             raise ConfigurationError("THINGS_BY_NUMBER or BODY_LIMIT is malformed") from error
-        missing = [name for name in REQUIRED if not environ.get(name)]
+        missing = missing_variables(environ, REQUIRED)
         if missing:
             raise ConfigurationError(f"environment variable(s) {', '.join(missing)} not set")
         extra = tuple(f for f in environ.get("EXTRA_FIELDS", "").split(",") if f)
@@ -46,6 +47,6 @@ class ReceiveConfig:
             things_by_number={str(k): str(v) for k, v in things.items()},
             body_limit=limit,
             extra_fields=extra,
-            secret_name=environ["TWILIO_SECRET_NAME"],
+            secret_name=environ[SECRET_NAME_VARIABLE],
             idempotency_table=environ["IDEMPOTENCY_TABLE"],
         )

@@ -6,7 +6,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-REQUIRED = ("TWILIO_SECRET_NAME", "IDEMPOTENCY_TABLE", "DEAD_LETTER_QUEUE_URL")
+from lambda_shared.config import SECRET_NAME_VARIABLE, missing_variables
+
+REQUIRED = (SECRET_NAME_VARIABLE, "IDEMPOTENCY_TABLE", "DEAD_LETTER_QUEUE_URL")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,7 +32,7 @@ class SendConfig:
         """Reads NUMBERS_BY_THING (JSON), DESTINATION_ALLOW_LIST (comma-separated),
         STATUS_CALLBACK_URL (optional), TWILIO_SECRET_NAME, IDEMPOTENCY_TABLE and
         DEAD_LETTER_QUEUE_URL; ValueError names what is wrong."""
-        missing = [name for name in REQUIRED if not environ.get(name)]
+        missing = missing_variables(environ, REQUIRED)
         if missing:
             raise ValueError(f"environment variable(s) {', '.join(missing)} not set")
         numbers = json.loads(environ.get("NUMBERS_BY_THING") or "{}")
@@ -41,7 +43,7 @@ class SendConfig:
             numbers_by_thing={str(k): str(v) for k, v in numbers.items()},
             destination_allow_list=frozenset(n.strip() for n in allow.split(",") if n.strip()),
             status_callback_url=environ.get("STATUS_CALLBACK_URL") or None,
-            secret_name=environ["TWILIO_SECRET_NAME"],
+            secret_name=environ[SECRET_NAME_VARIABLE],
             idempotency_table=environ["IDEMPOTENCY_TABLE"],
             dead_letter_queue_url=environ["DEAD_LETTER_QUEUE_URL"],
         )

@@ -2,20 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from lambda_shared.config import TwilioSecretConfig
 
 
-@dataclass(frozen=True, kw_only=True)
-class StatusConfig:
+class StatusConfig(TwilioSecretConfig):
     """The Twilio secret whose auth token verifies each callback's signature."""
-
-    secret_name: str
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> StatusConfig:
-        """Reads TWILIO_SECRET_NAME; ValueError when it is not set."""
-        name = environ.get("TWILIO_SECRET_NAME")
-        if not name:
-            raise ValueError("environment variable TWILIO_SECRET_NAME not set")
-        return cls(secret_name=name)
