@@ -4,7 +4,9 @@ Topics, message fields and their limits, phone-number and thing-name shapes, the
 fields that may be forwarded to a device, the names of the stack, its secret and outputs,
 the device's CSR file, the topic rule's field list and the dead-letter record. The stacks,
 every Lambda bundle (copied in beside the handler), the device tool and the local loop
-import it; the firmware (MicroPython, no `re`) follows it and its tests check it does.
+import it. The firmware (MicroPython, on the board) cannot: it builds the same topics from
+the prefix the device tool writes into its configuration, and the end-to-end tests run it
+against the synthesized stack's device policy and topic rule.
 """
 
 from __future__ import annotations
