@@ -65,13 +65,15 @@ def _source_files(path: Path) -> list[Path]:
     )
 
 
-def source_hash(package_dir: Path) -> str:
+def source_hash(package_dir: Path, shared: tuple[Path, ...] = SHARED_SOURCES) -> str:
     """A hash of everything a function's bundle is built from: its package (requirements
-    and exclusions included) and the shared sources, so a change to any of them deploys."""
+    and exclusions included) and the shared sources, so a change to any of them deploys.
+    Paths count as they are in the bundle, so the checkout's location does not."""
     digest = hashlib.sha256()
-    for source in (package_dir, *SHARED_SOURCES):
+    for source in (package_dir, *shared):
         for file in _source_files(source):
-            digest.update(str(file.relative_to(ROOT)).encode() + b"\0" + file.read_bytes())
+            name = file.relative_to(source.parent).as_posix()
+            digest.update(name.encode() + b"\0" + file.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
