@@ -3,7 +3,7 @@
     .venv/bin/python bench/send_bench.py [--runs 7] [--sends 50]
 
 - bundle: built with stacks/python_function.py's PipLocalBundling (the Lambda platform,
-  arm64, pruned by lambdas/send/bundle-exclude.txt) into a temp folder; sizes unzipped and
+  arm64, pruned by lambdas/send_lambda/bundle-exclude.txt) into a temp folder; sizes unzipped and
   zipped, against the same bundle unpruned;
 - cold import: `import send_lambda.handler` in fresh interpreters, from the same pruned file set
   installed for this host (the arm64 wheels' extensions cannot load here), with and
