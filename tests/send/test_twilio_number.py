@@ -8,7 +8,11 @@ contract, and the proxy records them so the tests can see what was asked of Twil
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,6 +22,8 @@ from aws_lambda_powertools.utilities import parameters
 
 from lambda_shared import twilio_rest
 from loop.prism import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, FaultProxy, LoopbackHttpClient
+from stacks.python_function import LAMBDAS_DIR
+from tests.conftest import ROOT
 from tests.send.scenarios import FakeContext
 from twilio_number_lambda.number_webhook import (
     Desired,
@@ -268,3 +274,36 @@ def test_physical_id_round_trip_and_foreign_ids() -> None:
     assert parse_physical_id(physical_id(PRISM_SID, webhook)) == (PRISM_SID, webhook)
     for foreign in ("", "abc", "twilio-number:PNxyz:e30=", f"twilio-number:{PRISM_SID}:!!"):
         assert parse_physical_id(foreign) is None
+
+
+# -- The bundle ------------------------------------------------------------------------------
+
+BUNDLE_CHECK = """
+import json, sys
+sys.path[:0] = [{bundle!r}, {root!r}]
+import twilio, twilio_number_lambda.handler
+from twilio_number_lambda.number_webhook import find_number
+from loop.prism import twilio_client
+assert twilio.__file__.startswith({bundle!r}), twilio.__file__
+print(find_number(twilio_client({url!r}), {number!r}).sid)
+"""
+
+
+def test_the_pruned_bundle_finds_a_number_through_twilio(
+    tmp_path: Path, fresh_proxy: FaultProxy
+) -> None:
+    from bench.receive_bench import build_bundle
+
+    bundle = build_bundle(LAMBDAS_DIR / "twilio_number_lambda", tmp_path / "bundle")
+    code = BUNDLE_CHECK.format(
+        bundle=str(bundle), root=str(ROOT), url=fresh_proxy.url, number=PRISM_NUMBER
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-B", "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "eu-west-1"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == [PRISM_SID]
