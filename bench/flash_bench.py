@@ -35,6 +35,7 @@ FAKE_ENVIRONMENT = {
 os.environ.update(FAKE_ENVIRONMENT)
 from moto import mock_aws  # noqa: E402
 
+import contract  # noqa: E402
 from device.tool import cli, flash_steps, keys  # noqa: E402
 from device.tool import plan as flash_plan  # noqa: E402
 from device.tool.plan import board_file_set  # noqa: E402
@@ -79,7 +80,7 @@ def main() -> None:
         from device.tool import cloud
 
         found = cloud.fetch_device(
-            env=ENV, stack_name="TextDevice-dev", region="eu-west-1", thing=THING
+            env=ENV, stack_name=contract.stack_name(ENV), region="eu-west-1", thing=THING
         )
         key = keys.load_key(keys_dir / ENV / THING / keys.KEY_FILE)
         config = flash_plan.device_config(
@@ -87,7 +88,7 @@ def main() -> None:
             wifi_password=FAKE_ENVIRONMENT["WIFI_PASSWORD"],
             endpoint=found.endpoint,
             thing=THING,
-            topic_prefix="sms",
+            topic_prefix=contract.DEFAULT_TOPIC_PREFIX,
             boot_message=None,
             shadow_interval_s=300,
         )

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import contract
 from loop.certs import Identity, tls_context
 from loop.umqtt_host import MQTTClient
 
@@ -101,7 +102,7 @@ class HostDevice:
         ca_file: Path,
         cert_file: Path,
         key_file: Path,
-        topic_prefix: str = "sms",
+        topic_prefix: str = contract.DEFAULT_TOPIC_PREFIX,
         boot_message: dict[str, str] | None = None,
         handle: Callable[[dict[str, Any]], Any] | None = None,
         log: Callable[[str], None] = print,

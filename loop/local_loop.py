@@ -27,13 +27,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import contract
 from loop.apigw_vtl import HttpResponse
 from loop.aws_local import REGION, LocalResources, MotoServer, find_by_path
 from loop.broker import CLOUD_USER, Broker, acl_from_iot_policy
 from loop.certs import tls_context
 from loop.cloud import CloudClient, IotDataStandIn, RuleQuery, RuleRouter
 from loop.device_host import HostDevice, board_app
-from loop.failure_records import dead_letter_record, rule_error_record
+from loop.failure_records import rule_error_record
 from loop.lambda_runtime import LambdaError, LocalFunction
 from loop.prism_server import PrismServer
 from loop.stack import ROOT, cdk_context, synthesized_template
@@ -129,7 +130,7 @@ class LocalLoop:
         send_id = find_by_path(self.template, "AWS::Lambda::Function", "Send/Function/Resource")
         self.receive = LocalFunction(
             "receive",
-            ROOT / "lambdas" / "receive",
+            ROOT / "lambdas",
             resources[receive_id]["Properties"]["Handler"],
             {**self.aws.function_environment(receive_id), **endpoints},
             log_path=workdir / "receive.log",
@@ -138,7 +139,7 @@ class LocalLoop:
         self._closers.append(self.receive.close)
         self.send = LocalFunction(
             "send",
-            ROOT / "lambdas" / "send",
+            ROOT / "lambdas",
             resources[send_id]["Properties"]["Handler"],
             {
                 **self.aws.function_environment(send_id),
@@ -297,12 +298,14 @@ class LocalLoop:
     def _dead_letter(self, event: dict[str, Any], error: LambdaError) -> None:
         """Lambda's on-failure destination record, into the template's queue."""
         attempts = self.router.retry_attempts + 1
-        record = dead_letter_record(
+        record = contract.dead_letter_record(
             event,
+            condition=contract.RETRIES_EXHAUSTED,
+            request_id=secrets.token_hex(8),
             function_arn=f"arn:aws:lambda:{REGION}:123456789012:function:send",
-            attempts=attempts,
-            error_type=error.error_type,
-            error_message=error.error_message,
+            error={"errorMessage": error.error_message, "errorType": error.error_type},
+            invoke_count=attempts,
+            function_error="Unhandled",
         )
         self.aws.send_to_queue(self.dead_letter_queue_id, record)
         self.trace.add("send → dead letters", f"after {attempts} attempts")

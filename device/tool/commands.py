@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 
+import contract
 from device.tool import board, flash_steps, keys
 from device.tool.environment import load_environment, resolve_thing
 from device.tool.errors import NoCertificate, ToolError, UsageError
@@ -31,14 +31,11 @@ from device.tool.plan import (
 )
 from device.tool.wifi import WIFI_SSID_VARIABLE, has_wifi_settings, wifi_settings
 
-E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-
-
 def boot_message(to: str | None, body: str) -> dict[str, str] | None:
     """The optional text the board sends once connected (`--boot-to`)."""
     if to is None:
         return None
-    if not E164.match(to):
+    if not contract.is_e164(to):
         raise UsageError("--boot-to must be an E.164 number, for example +15551234567.")
     return {"To": to, "Body": body}
 

@@ -1,8 +1,8 @@
 """The send Lambda's I/O: Twilio credentials, the Twilio client, idempotency and dead letters.
 
 Built once per container (see handler.py) and reused by warm invocations: the secret is
-cached for SECRET_MAX_AGE seconds, the Twilio client as long as the credentials do not
-change. Failures follow the issue's contract:
+cached by Powertools, the Twilio client kept as long as the credentials do not change
+(`lambda_shared`). Failures follow the issue's contract:
 
 - the message breaks the rules: one specific log line, no SMS, no retry;
 - Twilio 5xx/429, timeout, connection error: raise, so Lambda retries the event and, after
@@ -24,7 +24,6 @@ again.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -37,58 +36,46 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyValidationError
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.exceptions import BotoCoreError, ClientError
-from outbound import (
+from twilio.base import values
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.rest import Client
+
+import contract
+from lambda_shared.twilio_rest import HttpClientFactory, TwilioClients
+from send_lambda import SERVICE
+from send_lambda.config import SendConfig
+from send_lambda.outbound import (
     Failure,
     ListedMessage,
     OutboundMessage,
     Reason,
     Rejected,
-    SendSettings,
     attempt_marker_id,
     classify_status,
-    credentials_from_secret,
-    dead_letter_record,
     find_earlier_send,
     parse_message,
     twilio_refused,
 )
-from twilio.base import values
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
-from twilio.http import HttpClient
-from twilio.http.http_client import TwilioHttpClient
-from twilio.rest import Client
 
 # Connect + read of two calls stay within the Lambda timeout (30 s): a hung Twilio becomes
 # a retried invocation, not a Lambda timeout.
 TWILIO_TIMEOUT = 6.0
-SECRET_MAX_AGE = 300
 # Longer than the async event's maximum age (6 h), so every retry of an event finds it.
 IDEMPOTENCY_TTL = 24 * 3600
-PERMANENT_CONDITION = "PermanentTwilioError"
 # Messages between one number and one recipient that reconciliation reads (one page,
 # newest first): the device would have to text that person more often within the few
 # minutes of Lambda's retries for ours to fall off it.
 RECONCILE_PAGE_SIZE = 50
 
-logger = Logger(service="send")
-# twilio's client logs each request at INFO; keep it quiet (URLs carry the account SID).
-_twilio_logger = logging.getLogger("twilio.http_client")
-_twilio_logger.setLevel(logging.WARNING)
+logger = Logger(service=SERVICE)
 
-HttpClientFactory = Callable[[float], HttpClient]
 Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
     """The production clock."""
     return datetime.now(UTC)
-
-
-def default_http_client(timeout: float) -> HttpClient:
-    """The production transport: twilio's own client with a finite timeout."""
-    return TwilioHttpClient(timeout=timeout, logger=_twilio_logger)
 
 
 class TransientTwilioError(RuntimeError):
@@ -110,28 +97,22 @@ class SendRuntime:
     def __init__(
         self,
         *,
-        settings: SendSettings,
-        secret_name: str,
-        table_name: str,
-        dead_letter_queue_url: str,
-        secrets_client: Any,
+        config: SendConfig,
         dynamodb_client: Any,
         sqs_client: Any,
-        http_client_factory: HttpClientFactory = default_http_client,
+        http_client_factory: HttpClientFactory | None = None,
         twilio_timeout: float = TWILIO_TIMEOUT,
         clock: Clock = utc_now,
     ) -> None:
-        self.settings = settings
-        self._secret_name = secret_name
-        self._dead_letter_queue_url = dead_letter_queue_url
-        self._secrets = SecretsProvider(boto3_client=secrets_client)
+        """`http_client_factory`: Twilio's transport (None: the container's, see
+        `lambda_shared.twilio_rest.use_transport`)."""
+        self.config = config
+        self._twilio = TwilioClients(
+            config.secret_name, timeout=twilio_timeout, http_client_factory=http_client_factory
+        )
         self._sqs = sqs_client
-        self._http_client_factory = http_client_factory
-        self._twilio_timeout = twilio_timeout
         self._clock = clock
-        self._table_name = table_name
         self._dynamodb = dynamodb_client
-        self._client: tuple[tuple[str, str], Client] | None = None
         self._idempotency = IdempotencyConfig(
             event_key_jmespath="key",
             # The same thing + Id with another recipient or text is a device bug: refuse it.
@@ -139,7 +120,9 @@ class SendRuntime:
             raise_on_no_idempotency_key=True,
             expires_after_seconds=IDEMPOTENCY_TTL,
         )
-        persistence = DynamoDBPersistenceLayer(table_name=table_name, boto3_client=dynamodb_client)
+        persistence = DynamoDBPersistenceLayer(
+            table_name=config.idempotency_table, boto3_client=dynamodb_client
+        )
         self._send_once = idempotent_function(
             data_keyword_argument="record",
             persistence_store=persistence,
@@ -148,43 +131,26 @@ class SendRuntime:
         )(self._send)
 
     @classmethod
-    def from_environment(
-        cls,
-        environ: Mapping[str, str],
-        *,
-        http_client_factory: HttpClientFactory = default_http_client,
-        twilio_timeout: float = TWILIO_TIMEOUT,
-    ) -> SendRuntime:
+    def from_environ(cls, environ: Mapping[str, str]) -> SendRuntime:
         """Built from the Lambda's environment variables, with boto3's default clients."""
         import boto3  # here, not at import: tests and the demo build clients after mocking
 
         return cls(
-            settings=SendSettings.from_environment(environ),
-            secret_name=environ["TWILIO_SECRET_NAME"],
-            table_name=environ["IDEMPOTENCY_TABLE"],
-            dead_letter_queue_url=environ["DEAD_LETTER_QUEUE_URL"],
-            secrets_client=boto3.client("secretsmanager"),
+            config=SendConfig.from_environ(environ),
             dynamodb_client=boto3.client("dynamodb"),
             sqs_client=boto3.client("sqs"),
-            http_client_factory=http_client_factory,
-            twilio_timeout=twilio_timeout,
         )
 
     def twilio(self) -> Client:
         """The Twilio client for the current credentials (rebuilt only when they change)."""
-        secret = self._secrets.get(self._secret_name, transform="json", max_age=SECRET_MAX_AGE)
-        credentials = credentials_from_secret(secret)
-        if self._client is None or self._client[0] != credentials:
-            http_client = self._http_client_factory(self._twilio_timeout)
-            self._client = (credentials, Client(*credentials, http_client=http_client))
-        return self._client[1]
+        return self._twilio.client()
 
     def handle(self, event: Any, context: Any) -> dict[str, Any]:
         """Processes one topic-rule event; raises only when Lambda should retry it."""
         self._idempotency.register_lambda_context(context)
         where = _log_keys(event)
         try:
-            message = parse_message(event, self.settings)
+            message = parse_message(event, self.config)
             result: dict[str, Any] = self._send_once(record=message.as_record())
         except Rejected as rejected:
             return self._rejected(rejected, where)
@@ -236,7 +202,7 @@ class SendRuntime:
                 from_=record["from"],
                 body=record["body"] or values.unset,
                 media_url=media or values.unset,
-                status_callback=self.settings.status_callback_url or values.unset,
+                status_callback=self.config.status_callback_url or values.unset,
             )
         except (TwilioRestException, TwilioServiceException) as error:
             # Both error formats (legacy and RFC 9457 problem details) carry status and code.
@@ -269,7 +235,7 @@ class SendRuntime:
         now = self._clock()
         try:
             self._dynamodb.put_item(
-                TableName=self._table_name,
+                TableName=self.config.idempotency_table,
                 Item={
                     "id": {"S": attempt_marker_id(key)},
                     "first_attempt": {"N": f"{now.timestamp():.3f}"},
@@ -292,7 +258,7 @@ class SendRuntime:
         """Deletes the marker; a failure only costs a retry one Messages list request."""
         try:
             self._dynamodb.delete_item(
-                TableName=self._table_name, Key={"id": {"S": attempt_marker_id(key)}}
+                TableName=self.config.idempotency_table, Key={"id": {"S": attempt_marker_id(key)}}
             )
         except (BotoCoreError, ClientError) as error:
             logger.warning(
@@ -327,20 +293,20 @@ class SendRuntime:
         )
 
     def _dead_letter(self, event: Any, context: Any, error: PermanentTwilioError) -> None:
-        record = dead_letter_record(
+        record = contract.dead_letter_record(
             event,
-            condition=PERMANENT_CONDITION,
+            condition=contract.PERMANENT_TWILIO_ERROR,
             request_id=str(getattr(context, "aws_request_id", "")),
             function_arn=str(getattr(context, "invoked_function_arn", "")),
             error={
-                "errorType": PERMANENT_CONDITION,
+                "errorType": contract.PERMANENT_TWILIO_ERROR,
                 "twilioStatus": error.status,
                 "twilioCode": error.code,
             },
         )
         # If this fails, the exception fails the invocation and Lambda retries: not lost.
         self._sqs.send_message(
-            QueueUrl=self._dead_letter_queue_url,
+            QueueUrl=self.config.dead_letter_queue_url,
             MessageBody=json.dumps(record, ensure_ascii=False),
         )
 

@@ -2,19 +2,13 @@
 recognise a message an earlier, ambiguous attempt already got Twilio to send.
 
 No I/O here (no AWS, no Twilio calls), so every rule is unit-tested without mocks. The
-message contract is in DESIGN.md:
-
-    {"Type": "Outgoing", "Id": "device-unique-id", "To": "+15551234567", "Body": "text",
-     "MediaUrl": "https://..."}
-
-plus `thing`, which the topic rule adds from the topic (`sms/{thing}/outbound`), so the
-sender number is the one bound to the publishing device, never one the device names.
+message's fields and limits are the contract's (`contract.OUTBOUND_FIELDS`, which the topic
+rule selects), plus `thing`, which the rule adds from the topic, so the sender number is
+the one bound to the publishing device, never one the device names.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,13 +16,9 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-# A device's message Id: printable ASCII without spaces, bounded (it becomes a table key).
-MESSAGE_ID = re.compile(r"^[!-~]{1,128}$")
-MAX_BODY_CHARACTERS = 1600  # Twilio's limit for one message (it splits into segments)
-MAX_MEDIA = 10  # Twilio's limit of media per MMS
-MAX_URL_LENGTH = 2048
-MESSAGE_TYPE = "Outgoing"
+import contract
+from send_lambda.config import SendConfig
+
 # How far before our first attempt Twilio's clock may date the message that attempt created.
 # Lambda's and Twilio's clocks are NTP-synchronised (well under 1 s apart) and Twilio's dates
 # are truncated to the second; a minute covers both, and stays short because a wider window
@@ -73,30 +63,6 @@ class Failure(StrEnum):
     """5xx, 429, timeout, connection error: raise, so Lambda retries the invocation."""
     PERMANENT = "permanent"
     """Any other 4xx (21211 invalid number...): dead-letter now, never retry."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class SendSettings:
-    """The environment's rules for outbound messages (from the Lambda's variables)."""
-
-    numbers_by_thing: Mapping[str, str]
-    destination_allow_list: frozenset[str] = frozenset()
-    """If not empty, the only numbers a device may text."""
-    status_callback_url: str | None = None
-
-    @classmethod
-    def from_environment(cls, environ: Mapping[str, str]) -> SendSettings:
-        """Reads NUMBERS_BY_THING (JSON), DESTINATION_ALLOW_LIST (comma-separated) and
-        STATUS_CALLBACK_URL (optional)."""
-        numbers = json.loads(environ.get("NUMBERS_BY_THING") or "{}")
-        if not isinstance(numbers, dict):
-            raise ValueError("NUMBERS_BY_THING must be a JSON object")
-        allow = environ.get("DESTINATION_ALLOW_LIST", "")
-        return cls(
-            numbers_by_thing={str(k): str(v) for k, v in numbers.items()},
-            destination_allow_list=frozenset(n.strip() for n in allow.split(",") if n.strip()),
-            status_callback_url=environ.get("STATUS_CALLBACK_URL") or None,
-        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,8 +166,8 @@ def _media_urls(event: Mapping[str, Any]) -> tuple[str, ...]:
     urls = [value] if isinstance(value, str) else value
     if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
         raise Rejected(Reason.INVALID_MEDIA_URL, "MediaUrl must be a URL or a list of URLs")
-    if len(urls) > MAX_MEDIA:
-        raise Rejected(Reason.TOO_MANY_MEDIA, f"{len(urls)} media, at most {MAX_MEDIA}")
+    if len(urls) > contract.MAX_MEDIA:
+        raise Rejected(Reason.TOO_MANY_MEDIA, f"{len(urls)} media, at most {contract.MAX_MEDIA}")
     for url in urls:
         if not is_https_url(url):
             raise Rejected(Reason.INVALID_MEDIA_URL, "every MediaUrl must be an https:// URL")
@@ -210,7 +176,7 @@ def _media_urls(event: Mapping[str, Any]) -> tuple[str, ...]:
 
 def is_https_url(url: str) -> bool:
     """True for an absolute https URL with a host and no whitespace or control characters."""
-    if len(url) > MAX_URL_LENGTH or any(c.isspace() or ord(c) < 0x20 for c in url):
+    if len(url) > contract.MAX_URL_LENGTH or any(c.isspace() or ord(c) < 0x20 for c in url):
         return False
     try:
         parts = urlsplit(url)
@@ -220,24 +186,24 @@ def is_https_url(url: str) -> bool:
     return parts.scheme == "https" and bool(parts.hostname) and port_ok
 
 
-def parse_message(event: Any, settings: SendSettings) -> OutboundMessage:
+def parse_message(event: Any, config: SendConfig) -> OutboundMessage:
     """Validates the topic rule's event; raises Rejected with a specific reason."""
     if not isinstance(event, Mapping):
         raise Rejected(Reason.NOT_AN_OBJECT, "the payload is not a JSON object")
-    thing = event.get("thing")
-    sender = settings.numbers_by_thing.get(thing) if isinstance(thing, str) else None
+    thing = event.get(contract.THING_FIELD)
+    sender = config.numbers_by_thing.get(thing) if isinstance(thing, str) else None
     if sender is None or not isinstance(thing, str):
         raise Rejected(Reason.UNKNOWN_THING, "no number is bound to the publishing thing")
-    kind = event.get("Type", MESSAGE_TYPE)
-    if kind != MESSAGE_TYPE:
-        raise Rejected(Reason.WRONG_TYPE, f"Type must be {MESSAGE_TYPE!r}")
+    kind = event.get("Type", contract.OUTBOUND_TYPE)
+    if kind != contract.OUTBOUND_TYPE:
+        raise Rejected(Reason.WRONG_TYPE, f"Type must be {contract.OUTBOUND_TYPE!r}")
     message_id = event.get("Id")
-    if not isinstance(message_id, str) or not MESSAGE_ID.match(message_id):
+    if not isinstance(message_id, str) or not contract.MESSAGE_ID.match(message_id):
         raise Rejected(Reason.INVALID_ID, "Id must be 1-128 printable ASCII characters")
     to = event.get("To")
-    if not isinstance(to, str) or not E164.match(to):
+    if not isinstance(to, str) or not contract.is_e164(to):
         raise Rejected(Reason.INVALID_TO, "To must be an E.164 number (+ and 7-15 digits)")
-    if settings.destination_allow_list and to not in settings.destination_allow_list:
+    if config.destination_allow_list and to not in config.destination_allow_list:
         raise Rejected(Reason.TO_NOT_ALLOWED, "To is not in this environment's allow-list")
     claimed_from = event.get("From")
     if claimed_from is not None and claimed_from != sender:
@@ -245,9 +211,10 @@ def parse_message(event: Any, settings: SendSettings) -> OutboundMessage:
     body = event.get("Body", "")
     if not isinstance(body, str):
         raise Rejected(Reason.INVALID_BODY, "Body must be a string")
-    if len(body) > MAX_BODY_CHARACTERS:
+    if len(body) > contract.MAX_BODY_CHARACTERS:
         raise Rejected(
-            Reason.BODY_TOO_LONG, f"Body has {len(body)} characters, at most {MAX_BODY_CHARACTERS}"
+            Reason.BODY_TOO_LONG,
+            f"Body has {len(body)} characters, at most {contract.MAX_BODY_CHARACTERS}",
         )
     media = _media_urls(event)
     if not body and not media:
@@ -272,46 +239,3 @@ def twilio_refused(status: int) -> bool:
     already accepted, so after a 5xx the message may exist.
     """
     return 400 <= status < 500
-
-
-def dead_letter_record(
-    event: Any,
-    *,
-    condition: str,
-    request_id: str,
-    function_arn: str,
-    error: Mapping[str, Any],
-    now: datetime | None = None,
-) -> dict[str, Any]:
-    """A dead-letter message shaped like Lambda's own on-failure record.
-
-    The queue then holds one format whichever path put the event there (Lambda after its
-    retries, or the handler on a permanent Twilio error), and one redrive tool reads both.
-    """
-    timestamp = (now or datetime.now(UTC)).isoformat(timespec="milliseconds")
-    return {
-        "version": "1.0",
-        "timestamp": timestamp.replace("+00:00", "Z"),
-        "requestContext": {
-            "requestId": request_id,
-            "functionArn": function_arn,
-            "condition": condition,
-            "approximateInvokeCount": 1,
-        },
-        "requestPayload": event,
-        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST"},
-        "responsePayload": dict(error),
-    }
-
-
-def credentials_from_secret(secret: Any) -> tuple[str, str]:
-    """(account_sid, auth_token) from the secret's JSON; ValueError while still unset."""
-    if not isinstance(secret, Mapping):
-        raise ValueError("the Twilio secret must be a JSON object")
-    sid, token = secret.get("account_sid"), secret.get("auth_token")
-    if not isinstance(sid, str) or not sid or not isinstance(token, str) or not token:
-        raise ValueError(
-            "the Twilio secret has no account_sid/auth_token yet: put them with "
-            "`aws secretsmanager put-secret-value` (see README)"
-        )
-    return sid, token

@@ -1,64 +1,55 @@
-"""The receive Lambda's AWS side: the cached Twilio auth token and the once-only publish."""
+"""The receive Lambda's I/O: the cached Twilio auth token and the once-only publish."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
-from webhook import ConfigurationError, Publish, encode_message
 
-SECRET_MAX_AGE_SECONDS = 300
-"""How long a warm container trusts its cached token before reading the secret again."""
+import contract
+from lambda_shared.twilio_credentials import TwilioCredentials, read_twilio_credentials
+from receive_lambda.decision import Publish
+
 MIN_REFRESH_INTERVAL_SECONDS = 30.0
 """A failed signature forces a fresh read at most this often (forged requests are cheap)."""
 IDEMPOTENCY_SECONDS = 24 * 3600
 """A MessageSid delivered again within this time is not published again."""
 
 
+class CredentialsReader(Protocol):
+    """How the Twilio secret is read (`lambda_shared.twilio_credentials`)."""
+
+    def __call__(self, secret_name: str, *, force: bool) -> TwilioCredentials:
+        """The secret's credentials, fresh if `force`d."""
+        ...
+
+
 class SecretTokenSource:
-    """Twilio's auth token from the Secrets Manager secret `{"account_sid", "auth_token"}`."""
+    """Twilio's auth token, from the environment's secret (cached by Powertools)."""
 
     def __init__(
         self,
-        provider: SecretsProvider,
         secret_name: str,
         *,
-        max_age: int = SECRET_MAX_AGE_SECONDS,
+        read: CredentialsReader = read_twilio_credentials,
         min_refresh_interval: float = MIN_REFRESH_INTERVAL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._provider = provider
         self._name = secret_name
-        self._max_age = max_age
+        self._read = read
         self._min_refresh_interval = min_refresh_interval
         self._clock = clock
         self._last_refresh: float | None = None
 
-    def _fetch(self, *, force: bool) -> str:
-        value = self._provider.get(
-            self._name, max_age=self._max_age, transform="json", force_fetch=force
-        )
-        token = value.get("auth_token") if isinstance(value, dict) else None
-        if not isinstance(token, str) or not token:
-            example = json.dumps({"account_sid": "ACxxxxxxxx", "auth_token": "your-auth-token"})
-            raise ConfigurationError(
-                f"The Twilio auth token in secret {self._name} is empty, so no webhook can be "
-                "verified. Put the credentials once per environment: aws secretsmanager "
-                f"put-secret-value --secret-id {self._name} --secret-string '{example}'"
-            )
-        return token
-
     def current(self) -> str:
-        """The cached token (read again after `max_age` seconds)."""
-        return self._fetch(force=False)
+        """The cached token (read again after the cache's maximum age)."""
+        return self._read(self._name, force=False).auth_token
 
     def refreshed(self) -> str | None:
         """A fresh read of the secret, or None if one was made less than the interval ago."""
@@ -66,7 +57,7 @@ class SecretTokenSource:
         if self._last_refresh is not None and now - self._last_refresh < self._min_refresh_interval:
             return None
         self._last_refresh = now
-        return self._fetch(force=True)
+        return self._read(self._name, force=True).auth_token
 
 
 class InboundPublisher:
@@ -95,7 +86,7 @@ class InboundPublisher:
         )(self._publish)
 
     def _publish(self, *, topic: str, message: dict[str, Any]) -> dict[str, Any]:
-        self._iot_data.publish(topic=topic, qos=1, payload=encode_message(message))
+        self._iot_data.publish(topic=topic, qos=1, payload=contract.encode_message(message))
         return {"published": True}
 
     def publish(self, decision: Publish, lambda_context: Any) -> bool:

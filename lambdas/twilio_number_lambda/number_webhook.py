@@ -1,6 +1,6 @@
 """Point a Twilio number's messaging webhook at the stack, and put back what was there.
 
-Used by the custom resource (handler.py) on deploy: `configure` records the number's
+Used by the custom resource (`handler`) on deploy: `configure` records the number's
 current SMS URLs and sets the webhook (and fallback) URL; `restore` puts the recorded URLs
 back when the resource is deleted. What was there is kept in the resource's physical ID,
 the only state CloudFormation hands back on delete.
@@ -14,10 +14,11 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import contract
+
 ID_PREFIX = "twilio-number"
 # CloudFormation's limit for a physical resource ID is 1 KB.
 MAX_PHYSICAL_ID = 1024
-E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 NUMBER_SID = re.compile(r"^PN[0-9a-fA-F]{32}$")
 
 
@@ -59,7 +60,7 @@ class Desired:
         number = properties.get("PhoneNumber")
         url = properties.get("SmsUrl")
         fallback = properties.get("SmsFallbackUrl") or ""
-        if not isinstance(number, str) or not E164.match(number):
+        if not contract.is_e164(number):
             raise NumberWebhookError("PhoneNumber must be an E.164 number")
         if not isinstance(url, str) or not url.startswith("https://"):
             raise NumberWebhookError("SmsUrl must be an https:// URL")

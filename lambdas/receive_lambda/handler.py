@@ -1,10 +1,12 @@
-"""Receive Lambda: Twilio's webhook (through API Gateway's request template) -> the device.
+"""Receive Lambda entry point: Twilio's webhook (through API Gateway's request template)
+-> the device.
 
-Thin: decoding, signature, validation and the decision live in `webhook` (pure logic); the
-token cache and the once-only publish in `adapters`. Errors reach API Gateway as the
-exception message: `Forbidden: ...` -> 403, `BadRequest: ...` -> 400, anything else
-(`InternalError: ...`, timeouts) -> 500, so Twilio tries the fallback URL and the 5xx alarm
-fires. Logs are JSON with the request ids; phone numbers are masked, bodies never logged.
+Thin: decoding, signature, validation and the decision are pure logic (`event`, `form`,
+`signature`, `decision`); the token cache and the once-only publish are in `adapters`.
+Errors reach API Gateway as the exception message: `Forbidden: ...` -> 403,
+`BadRequest: ...` -> 400, anything else (`InternalError: ...`, timeouts) -> 500, so Twilio
+tries the fallback URL and the 5xx alarm fires. Logs are JSON with the request ids; phone
+numbers are masked, bodies never logged.
 """
 
 from __future__ import annotations
@@ -15,26 +17,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from adapters import InboundPublisher, SecretTokenSource
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from webhook import (
-    BadRequest,
-    ConfigurationError,
-    Publish,
-    ReceiveConfig,
-    TooLong,
-    Unbound,
-    WebhookError,
-    authenticate,
-    decide,
-    mask_number,
-    parse_event,
-)
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "receive"))
+from lambda_shared.logs import mask_number
+from lambda_shared.twilio_credentials import MissingCredentials
+from receive_lambda import SERVICE
+from receive_lambda.adapters import InboundPublisher, SecretTokenSource
+from receive_lambda.config import ReceiveConfig
+from receive_lambda.decision import Publish, TooLong, Unbound, decide
+from receive_lambda.errors import BadRequest, ConfigurationError, WebhookError
+from receive_lambda.event import parse_event
+from receive_lambda.signature import authenticate
+
+logger = Logger(service=SERVICE)
 
 
 class InternalError(Exception):
@@ -82,19 +79,16 @@ class Receiver:
 
 
 @functools.cache
-def receiver() -> Receiver:
-    """Builds the Receiver from the environment on first use (cleared by tests)."""
-    environ = os.environ
+def runtime() -> Receiver:
+    """This container's Receiver, built from the environment on first use (tests clear it)."""
+    config = ReceiveConfig.from_environ(os.environ)
     return Receiver(
-        config=ReceiveConfig.from_environ(environ),
-        tokens=SecretTokenSource(
-            SecretsProvider(boto3_client=boto3.client("secretsmanager")),
-            environ["TWILIO_SECRET_NAME"],
-        ),
+        config=config,
+        tokens=SecretTokenSource(config.secret_name),
         publisher=InboundPublisher(
             boto3.client("iot-data"),
             DynamoDBPersistenceLayer(
-                table_name=environ["IDEMPOTENCY_TABLE"], boto3_client=boto3.client("dynamodb")
+                table_name=config.idempotency_table, boto3_client=boto3.client("dynamodb")
             ),
         ),
     )
@@ -104,12 +98,12 @@ def receiver() -> Receiver:
 def lambda_handler(event: Any, context: LambdaContext) -> str:
     """API Gateway (non-proxy) entry point: returns TwiML or raises a prefixed error."""
     try:
-        return receiver().handle(event, context)
+        return runtime().handle(event, context)
     except WebhookError as error:
         status = 400 if isinstance(error, BadRequest) else 403
         logger.warning("Request rejected", status=status, reason=error.reason)
         raise
-    except ConfigurationError as error:
+    except (ConfigurationError, MissingCredentials) as error:
         logger.error(str(error))
         raise InternalError("InternalError: the receiver is misconfigured; see its logs") from None
     except Exception:

@@ -1,56 +1,42 @@
-"""Custom resource: point a Twilio number's "A message comes in" webhook at the stack.
+"""Custom resource entry point: point a Twilio number's "A message comes in" webhook at
+the stack.
 
 CloudFormation calls this Lambda on create, update and delete of each
 `Custom::TwilioNumberWebhook`; crhelper answers CloudFormation (also on errors and
-before the Lambda times out). The work is in number_webhook.py.
+before the Lambda times out). The work is in `number_webhook`.
 """
 
 from __future__ import annotations
 
-import json
-import logging
+import functools
 import os
-from collections.abc import Callable
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from crhelper import CfnResource
-from number_webhook import Desired, configure, reconfigure, restore
-from twilio.http import HttpClient
-from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from lambda_shared.twilio_rest import TwilioClients
+from twilio_number_lambda import SERVICE
+from twilio_number_lambda.config import NumberConfig
+from twilio_number_lambda.number_webhook import Desired, configure, reconfigure, restore
+
 TWILIO_TIMEOUT = 10.0
-logger = logging.getLogger("twilio_number")
-logger.setLevel(logging.INFO)
-logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+logger = Logger(service=SERVICE)
 # INFO, not crhelper's default DEBUG, which logs the whole event.
 helper = CfnResource(json_logging=True, log_level="INFO", boto_level="WARNING", sleep_on_delete=0)
 
-HttpClientFactory = Callable[[float], HttpClient]
-_http_client_factory: HttpClientFactory = lambda timeout: TwilioHttpClient(timeout=timeout)  # noqa: E731
 
-
-def use_http_client(factory: HttpClientFactory) -> None:
-    """Replaces the transport (tests and the offline demo send to Prism)."""
-    global _http_client_factory
-    _http_client_factory = factory
+@functools.cache
+def twilio_clients() -> TwilioClients:
+    """This container's Twilio client cache, built from the environment on first use."""
+    config = NumberConfig.from_environ(os.environ)
+    return TwilioClients(config.secret_name, timeout=TWILIO_TIMEOUT)
 
 
 def twilio_client() -> Client:
     """A Twilio client with the credentials of the stack's secret."""
-    import boto3  # the runtime's; imported here so tests can mock AWS first
-
-    secret = boto3.client("secretsmanager").get_secret_value(
-        SecretId=os.environ["TWILIO_SECRET_NAME"]
-    )
-    credentials = json.loads(secret["SecretString"])
-    sid, token = credentials.get("account_sid"), credentials.get("auth_token")
-    if not sid or not token:
-        raise ValueError(
-            "the Twilio secret has no account_sid/auth_token yet: put them with "
-            "`aws secretsmanager put-secret-value`, then deploy again"
-        )
-    return Client(sid, token, http_client=_http_client_factory(TWILIO_TIMEOUT))
+    return twilio_clients().client()
 
 
 @helper.create
@@ -84,6 +70,7 @@ def delete(event: dict[str, Any], _context: Any) -> None:
     logger.info(f"delete: {outcome}", extra={"logical_id": event.get("LogicalResourceId")})
 
 
+@logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> None:
     """Entry point: crhelper dispatches on RequestType and answers CloudFormation."""
     helper(event, context)
