@@ -31,6 +31,7 @@ from device.tool.plan import (
 )
 from device.tool.wifi import WIFI_SSID_VARIABLE, has_wifi_settings, wifi_settings
 
+
 def boot_message(to: str | None, body: str) -> dict[str, str] | None:
     """The optional text the board sends once connected (`--boot-to`)."""
     if to is None:
