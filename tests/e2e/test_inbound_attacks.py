@@ -25,7 +25,8 @@ import pytest
 
 from loop.aws_local import find_by_path
 from loop.device_host import board_app
-from loop.local_loop import SENDER_PHONE, LocalLoop
+from loop.local_loop import LocalLoop
+from loop.twilio_webhook import SENDER_PHONE
 from tests.conftest import cdk_context
 
 pytestmark = pytest.mark.e2e
@@ -56,6 +57,11 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalLoop]:
         print(f"| {attack} | {outcome} | {count} |")
 
 
+def webhook_form(loop: LocalLoop, body: str, **kwargs: Any) -> list[tuple[str, str]]:
+    """The form Twilio posts when someone texts the device."""
+    return loop.twilio_webhook.form(body, to=loop.number_of(), **kwargs)
+
+
 def tag() -> str:
     return uuid.uuid4().hex[:8]
 
@@ -67,7 +73,7 @@ def reverse(text: str) -> str:
 
 
 def replies_to(loop: LocalLoop, body: str) -> list[dict[str, str]]:
-    return [m for m in loop.sent_messages() if m.get("Body") == reverse(body)]
+    return [m for m in loop.twilio.sent_messages() if m.get("Body") == reverse(body)]
 
 
 def received(loop: LocalLoop, body: str) -> list[dict[str, Any]]:
@@ -107,8 +113,8 @@ def test_stop_and_help_are_not_forwarded_as_commands(loop: LocalLoop) -> None:
     keywords = ["STOP", "stop", "HELP", "START", "Unsubscribe"]
     for keyword in keywords:
         assert loop.text(keyword).status == 200
-    form = loop.webhook_form("arrêt")  # a custom Advanced Opt-Out keyword
-    assert loop.post_webhook([*form, ("OptOutType", "STOP")]).status == 200
+    form = webhook_form(loop, "arrêt")  # a custom Advanced Opt-Out keyword
+    assert loop.twilio_webhook.post([*form, ("OptOutType", "STOP")]).status == 200
     settle(loop, "STOP")
     assert len(loop.published) == published + 1  # the marker alone
     assert not any(m["Body"].upper() in {"STOP", "HELP", "START"} for m in loop.received[THING])
@@ -134,16 +140,16 @@ def age_idempotency_records(loop: LocalLoop, seconds: float) -> int:
 
 def test_a_replay_24_1_hours_later_is_not_published_again(loop: LocalLoop) -> None:
     body = f"replay me {tag()}"
-    form = loop.webhook_form(body)
-    signature = loop.signature(form)
-    assert loop.post_webhook(form, signature=signature).status == 200
+    form = webhook_form(loop, body)
+    signature = loop.twilio_webhook.signature(form)
+    assert loop.twilio_webhook.post(form, signature=signature).status == 200
     assert loop.wait_for(lambda: replies_to(loop, body))
     assert age_idempotency_records(loop, 24.1 * 3600) >= 1
     # Every record outlives the replay: its expiry is still ~400 days away (the keys are
     # hashes of the MessageSid, so all records are checked).
     items = loop.moto.client("dynamodb").scan(TableName=idempotency_table(loop))["Items"]
     assert min(int(item["expiration"]["N"]) for item in items) - time.time() > 365 * 86400
-    replay = loop.post_webhook(form, signature=signature)
+    replay = loop.twilio_webhook.post(form, signature=signature)
     assert replay.status == 200
     settle(loop, f"{body} (again)")
     assert len(received(loop, body)) == 1 and len(replies_to(loop, body)) == 1
@@ -153,8 +159,8 @@ def test_a_replay_24_1_hours_later_is_not_published_again(loop: LocalLoop) -> No
 def test_re_split_fields_are_refused(loop: LocalLoop) -> None:
     # A stranger's own text, re-cut so that it seems to come from the owner.
     body = f"hiFrom{SENDER_PHONE}FromA"
-    original = loop.webhook_form(body, sender=STRANGER)
-    signature = loop.signature(original)
+    original = webhook_form(loop, body, sender=STRANGER)
+    signature = loop.twilio_webhook.signature(original)
     fields = dict(original)
     smuggled = [(k, v) for k, v in original if k not in ("Body", "From")] + [
         ("Body", "hi"),
@@ -166,7 +172,8 @@ def test_re_split_fields_are_refused(loop: LocalLoop) -> None:
     ]
     published = len(loop.published)
     statuses = [
-        loop.post_webhook(forged, signature=signature).status for forged in (smuggled, absorbed)
+        loop.twilio_webhook.post(forged, signature=signature).status
+        for forged in (smuggled, absorbed)
     ]
     assert statuses == [400, 400]
     assert len(loop.published) == published
@@ -188,13 +195,13 @@ def put_secret(loop: LocalLoop, **tokens: str) -> None:
 
 
 def test_token_rotation_loses_no_webhook(loop: LocalLoop) -> None:
-    old, new = loop.auth_token, secrets.token_hex(16)
+    old, new = loop.twilio_webhook.auth_token, secrets.token_hex(16)
     client_errors = loop.webhook.metrics.value("4XXError")
     # 1. The new token goes into the secret as the secondary (README: rotation).
     put_secret(loop, auth_token=old, secondary_auth_token=new)
     # 2. It is promoted in Twilio's console: from now on Twilio signs with it. The Lambdas
     #    still hold the old token alone in their cache.
-    loop.auth_token = new
+    loop.twilio_webhook.auth_token = new
     batch = [f"rotation {tag()} {n}" for n in range(12)]
     with ThreadPoolExecutor(max_workers=6) as pool:
         statuses = list(pool.map(lambda b: loop.text(b).status, batch))
@@ -233,10 +240,10 @@ def test_a_flood_is_throttled_and_raises_the_4xx_alarm(loop: LocalLoop) -> None:
     before = loop.webhook.metrics.value("4XXError")
     published = len(loop.published)
     flood = loop.settings.throttle_burst_limit * 3
-    form = loop.webhook_form(f"flood {tag()}")
+    form = webhook_form(loop, f"flood {tag()}")
     with ThreadPoolExecutor(max_workers=32) as pool:
         statuses = Counter(
-            pool.map(lambda _: loop.post_webhook(form, signature="").status, range(flood))
+            pool.map(lambda _: loop.twilio_webhook.post(form, signature="").status, range(flood))
         )
     assert set(statuses) <= {403, 429} and statuses[429] > 0
     client_errors = loop.webhook.metrics.value("4XXError") - before
@@ -283,6 +290,6 @@ def test_an_unbounded_status_body_is_refused_before_any_hmac(loop: LocalLoop) ->
     # A genuine callback, signed for the status URL, is accepted.
     form = {"MessageSid": "SM" + "c" * 32, "MessageStatus": "delivered"}
     public = loop.webhook.public_url.removesuffix("/message") + "/status"
-    signature = loop.signature(list(form.items()), url=public)
+    signature = loop.twilio_webhook.signature(list(form.items()), url=public)
     assert post_status(loop, urllib.parse.urlencode(form).encode(), signature)[0] == 204
     record("unsigned 5.8 MB /status body; 201 fields; no signature", "400, 400, 403", 3)

@@ -17,10 +17,16 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from twilio.request_validator import RequestValidator
 
+import contract
+from receive_lambda import contacts, handler
+from receive_lambda.decision import check_parameter_names
+from receive_lambda.errors import BadRequest
+from receive_lambda.form import FormParams
+from receive_lambda.inbound_policy import SenderPolicy, consent_signal
 from tests.conftest import Synthesized
 from tests.receive.conftest import (
-    RECEIVE,
     REGION,
     SECRET_NAME,
     TABLE,
@@ -28,6 +34,7 @@ from tests.receive.conftest import (
     Call,
     ReceiveWorld,
     make_world,
+    reset_receiver,
     sms,
 )
 
@@ -36,8 +43,6 @@ OWNER = "+15551234567"  # sms()'s default sender
 STRANGER = "+15559876543"
 THING = "dev-reverser"
 CONTACTS = "contacts"
-policy = RECEIVE.inbound_policy
-webhook = RECEIVE.webhook
 
 
 def sid(n: int) -> str:
@@ -70,21 +75,22 @@ def safe_world(
             synthesized["dev"],
             monkeypatch,
             ALLOWED_SENDERS=json.dumps({THING: [OWNER, "whatsapp:+15550001111"]}),
-            CONTACTS_TABLE=CONTACTS,
+            **{contract.CONTACTS_TABLE_VARIABLE: CONTACTS},
         )
+        key = contract.CONTACT_KEY_ATTRIBUTE
         boto3.client("dynamodb", region_name=REGION).create_table(
             TableName=CONTACTS,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
         yield world
-    RECEIVE.handler.receiver.cache_clear()
+    reset_receiver()
 
 
 def contact(number: str) -> dict[str, Any] | None:
     item = boto3.client("dynamodb", region_name=REGION).get_item(
-        TableName=CONTACTS, Key={"pk": {"S": f"{THING}#{number}"}}
+        TableName=CONTACTS, Key=contacts.item_key(THING, number)
     )
     return item.get("Item")
 
@@ -109,7 +115,7 @@ def contact(number: str) -> dict[str, Any] | None:
     ],
 )
 def test_consent_signals(body: str, opt_out_type: str | None, expected: str | None) -> None:
-    signal = policy.consent_signal(body, opt_out_type)
+    signal = consent_signal(body, opt_out_type)
     assert (signal.value if signal else None) == expected
 
 
@@ -118,7 +124,7 @@ def test_consent_signals(body: str, opt_out_type: str | None, expected: str | No
     ["+15551234567", "whatsapp:+15551234567", "rcs:+447700900123", "messenger:1234567", "22395"],
 )
 def test_sender_addresses_twilio_sends(value: str) -> None:
-    assert policy.is_sender_address(value)
+    assert contract.is_sender_address(value)
 
 
 @pytest.mark.parametrize(
@@ -134,15 +140,15 @@ def test_sender_addresses_twilio_sends(value: str) -> None:
     ],
 )
 def test_re_split_or_foreign_senders_are_not_addresses(value: str) -> None:
-    assert not policy.is_sender_address(value)
+    assert not contract.is_sender_address(value)
 
 
 def test_sender_policy_only_restricts_listed_devices() -> None:
-    senders = policy.SenderPolicy.from_json(json.dumps({"a": [OWNER]}))
+    senders = SenderPolicy.from_json(json.dumps({"a": [OWNER]}))
     assert senders.allows("a", OWNER) and not senders.allows("a", STRANGER)
     assert senders.allows("b", STRANGER)
     with pytest.raises(ValueError):
-        policy.SenderPolicy.from_json('{"a": "+15551234567"}')
+        SenderPolicy.from_json('{"a": "+15551234567"}')
 
 
 # -- Strangers and consent keywords -----------------------------------------------------------
@@ -169,7 +175,7 @@ def test_stop_is_recorded_not_forwarded_and_start_clears_it(safe_world: ReceiveW
     opened = contact(OWNER)
     assert opened is not None and "opted_out" not in opened
     assert int(opened["last_inbound_at"]["N"]) >= int(before)
-    assert int(opened["expires_at"]["N"]) >= int(before) + RECEIVE.contacts.RECORD_SECONDS
+    assert int(opened["expires_at"]["N"]) >= int(before) + contacts.RECORD_SECONDS
 
     stop = safe_world.send(Call(sms(body="Stop", sid=sid(11))))
     assert (stop.status, stop.body) == (200, EMPTY_TWIML)
@@ -245,11 +251,11 @@ def test_re_split_requests_verify_but_are_refused(world: ReceiveWorld, label: st
     original, forged = forgeries()[label]
     signature = Call(original).request().header("X-Twilio-Signature")
     assert signature
-    params = webhook.FormParams()
+    params = FormParams()
     for key, value in forged:
         params.setdefault(key, []).append(value)
     # The forgery carries a signature twilio's validator accepts...
-    assert webhook.RequestValidator(TOKEN).validate(Call(forged).url, params, signature)
+    assert RequestValidator(TOKEN).validate(Call(forged).url, params, signature)
     # ...and is refused all the same.
     response = world.send(Call(forged, signature=signature))
     assert response.status == 400, response
@@ -271,16 +277,16 @@ def test_re_split_requests_verify_but_are_refused(world: ReceiveWorld, label: st
     ],
 )
 def test_names_a_re_split_leaves_are_refused(names: list[str], refused: str) -> None:
-    form = webhook.FormParams({name: ["x"] for name in names})
-    with pytest.raises(webhook.BadRequest, match=re.escape(refused)):
-        webhook.check_parameter_names(form)
+    form = FormParams({name: ["x"] for name in names})
+    with pytest.raises(BadRequest, match=re.escape(refused)):
+        check_parameter_names(form)
 
 
 def test_new_twilio_parameters_are_accepted_away_from_trusted_fields() -> None:
-    form = webhook.FormParams(
+    form = FormParams(
         {name: ["1"] for name in ("Body", "ButtonText", "From", "FromCity", "SmsFutureField", "To")}
     )
-    webhook.check_parameter_names(form)
+    check_parameter_names(form)
 
 
 @pytest.mark.parametrize(
@@ -294,7 +300,7 @@ def test_new_twilio_parameters_are_accepted_away_from_trusted_fields() -> None:
     ],
 )
 def test_forwarded_fields_reject_absorbed_names(field: str, value: str) -> None:
-    assert not webhook.FIELD_VALIDATORS[field](value)
+    assert not contract.FORWARDABLE_FIELDS[field](value)
 
 
 def test_body_is_required(world: ReceiveWorld) -> None:
@@ -331,7 +337,7 @@ def test_with_a_24_hour_window_the_same_replay_would_be_published(
 ) -> None:
     # The seam itself is sound: with the old 24 h window the replay goes through.
     monkeypatch.setenv("REPLAY_WINDOW_SECONDS", str(24 * 3600))
-    RECEIVE.handler.receiver.cache_clear()
+    reset_receiver()
     call = Call(sms(sid=sid(41)))
     assert world.send(call).status == 200
     shift_idempotency_records(int(24.1 * 3600))
@@ -350,7 +356,7 @@ def put_secret(**values: str) -> None:
 
 def test_during_a_rotation_both_tokens_verify(world: ReceiveWorld) -> None:
     put_secret(auth_token=TOKEN, secondary_auth_token="new-token")
-    RECEIVE.handler.receiver.cache_clear()
+    reset_receiver()
     assert world.send(Call(sms(sid=sid(50)))).status == 200
     assert world.send(Call(sms(sid=sid(51)), token="new-token")).status == 200
     assert world.send(Call(sms(sid=sid(52)), token="other-token")).status == 403
@@ -362,7 +368,7 @@ def test_a_promoted_secondary_verifies_without_waiting_for_the_cache(world: Rece
     put_secret(auth_token=TOKEN, secondary_auth_token="new-token")  # rotation step 1
     # Twilio now signs with the new token: the first failure re-reads the secret.
     assert world.send(Call(sms(sid=sid(54)), token="new-token")).status == 200
-    assert RECEIVE.handler.receiver().tokens.current() == (TOKEN, "new-token")
+    assert handler.runtime().tokens.current() == (TOKEN, "new-token")
 
 
 # -- Cost: DynamoDB calls per inbound message ----------------------------------------------------
@@ -371,7 +377,9 @@ def test_a_promoted_secondary_verifies_without_waiting_for_the_cache(world: Rece
 def test_dynamodb_calls_per_message(safe_world: ReceiveWorld) -> None:
     """What the issue asks to measure: the inbound policies cost one UpdateItem per
     accepted message (two when the sender opted out); strangers cost nothing."""
-    dynamo = DynamoCalls(RECEIVE.handler.receiver().contacts._dynamodb)
+    receiver_contacts = handler.runtime().contacts
+    assert receiver_contacts is not None
+    dynamo = DynamoCalls(receiver_contacts._dynamodb)
     assert safe_world.send(Call(sms(sid=sid(60)))).status == 200
     # Powertools: PutItem (in progress) + UpdateItem (completed); contacts: one UpdateItem.
     assert dynamo.take() == Counter({"PutItem": 1, "UpdateItem": 2})

@@ -17,11 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from lambda_shared.webhook_bounds import MAX_BODY_BYTES
 from loop.apigw_vtl import HttpRequest, default_context
+from receive_lambda.inbound_policy import consent_signal
 from tests.conftest import Synthesized
 from tests.receive.conftest import (
     FORM,
-    RECEIVE,
     Call,
     ReceiveWorld,
     make_world,
@@ -30,7 +31,6 @@ from tests.receive.conftest import (
 
 EXAMPLES = 1000
 FUZZ_EXAMPLES = 400
-MAX_BODY_BYTES: int = RECEIVE.webhook.MAX_BODY_BYTES
 FORWARDED = ("FromCity", "ToZip", "ProfileName")
 CONTRACT = {"Body", "From", "To", "MessageSid", "NumMedia"}
 _sids = itertools.count(1)
@@ -93,9 +93,7 @@ def webhooks(draw: st.DrawFn) -> dict[str, Any]:
         )
     )
     return {
-        "Body": draw(
-            TEXT.filter(lambda body: RECEIVE.inbound_policy.consent_signal(body, None) is None)
-        ),
+        "Body": draw(TEXT.filter(lambda body: consent_signal(body, None) is None)),
         "From": draw(
             st.from_regex(r"(whatsapp:|rcs:)?\+[1-9][0-9]{6,14}|[0-9]{3,8}", fullmatch=True)
         ),

@@ -8,15 +8,11 @@ webhook URLs it remembers lose `user:password@` and their query string; the frag
 from __future__ import annotations
 
 import base64
-import sys
 
 import pytest
 
-from tests.send.test_twilio_number import LAMBDA_DIR, PRISM_NUMBER, WEBHOOK, FakeClient
-
-sys.path.insert(0, str(LAMBDA_DIR))
-
-from number_webhook import (
+from tests.send.test_twilio_number import PRISM_NUMBER, WEBHOOK, FakeClient
+from twilio_number_lambda.number_webhook import (
     Desired,
     SmsWebhook,
     configure,

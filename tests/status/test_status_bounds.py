@@ -8,12 +8,9 @@ wrapping the `hmac` module twilio's RequestValidator uses.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlencode
@@ -23,7 +20,9 @@ import pytest
 from moto import mock_aws
 from twilio.request_validator import RequestValidator
 
-STATUS_DIR = Path(__file__).resolve().parents[2] / "lambdas" / "status"
+from lambda_shared.twilio_credentials import credentials_of
+from status_lambda import handler as status_handler
+
 SECRET = "text-device/test/twilio"
 TOKEN = "0123456789abcdef0123456789abcdef"
 DOMAIN = "abc123.execute-api.eu-west-1.amazonaws.com"
@@ -38,19 +37,6 @@ class Context:
     aws_request_id = "req"
 
 
-def load_handler() -> ModuleType:
-    """lambdas/status/handler.py under its own name, its folder on sys.path (as Lambda)."""
-    sys.path.insert(0, str(STATUS_DIR))
-    try:
-        spec = importlib.util.spec_from_file_location("status_handler", STATUS_DIR / "handler.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(STATUS_DIR))
-
-
 @pytest.fixture
 def handler(aws_env: None) -> Iterator[ModuleType]:
     from aws_lambda_powertools.utilities import parameters
@@ -60,10 +46,12 @@ def handler(aws_env: None) -> Iterator[ModuleType]:
             Name=SECRET, SecretString=json.dumps({"account_sid": "AC1", "auth_token": TOKEN})
         )
         parameters.clear_caches()  # type: ignore[no-untyped-call]
+        status_handler.config.cache_clear()
         with pytest.MonkeyPatch.context() as monkeypatch:
             monkeypatch.setenv("TWILIO_SECRET_NAME", SECRET)
-            yield load_handler()
+            yield status_handler
         parameters.clear_caches()  # type: ignore[no-untyped-call]
+        status_handler.config.cache_clear()
 
 
 @pytest.fixture
@@ -170,16 +158,14 @@ def test_both_tokens_verify_during_a_rotation(handler: ModuleType) -> None:
     assert status(handler, callback(token="another-token")) == 403
 
 
-def test_auth_tokens_skip_empty_and_repeated_values() -> None:
-    sys.path.insert(0, str(STATUS_DIR))
-    try:
-        import status as status_logic
-    finally:
-        sys.path.remove(str(STATUS_DIR))
-    assert status_logic.auth_tokens({"auth_token": "a", "secondary_auth_token": ""}) == ("a",)
-    assert status_logic.auth_tokens({"auth_token": "a", "secondary_auth_token": "a"}) == ("a",)
-    assert status_logic.auth_tokens({"auth_token": "a", "secondary_auth_token": "b"}) == (
-        "a",
-        "b",
-    )
-    assert status_logic.auth_tokens("not a secret") == ()
+@pytest.mark.parametrize(
+    ("secondary", "expected"),
+    [(None, ("a",)), ("", ("a",)), ("a", ("a",)), ("b", ("a", "b")), (7, ("a",))],
+)
+def test_auth_tokens_skip_empty_and_repeated_values(
+    secondary: object, expected: tuple[str, ...]
+) -> None:
+    secret: dict[str, object] = {"account_sid": "AC1", "auth_token": "a"}
+    if secondary is not None:
+        secret["secondary_auth_token"] = secondary
+    assert credentials_of(secret, SECRET).auth_tokens == expected

@@ -1,0 +1,314 @@
+"""The contract every part of the system agrees on, defined once (standard library only).
+
+Topics, message fields and their limits, phone-number and thing-name shapes, the webhook
+fields that may be forwarded to a device, the names of the stack, its secret and outputs,
+the device's CSR file, the topic rule's field list and the dead-letter record. The stacks,
+every Lambda bundle (copied in beside the handler), the device tool and the local loop
+import it. The firmware (MicroPython, on the board) cannot: it builds the same topics from
+the prefix the device tool writes into its configuration, and the end-to-end tests run it
+against the synthesized stack's device policy and topic rule.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeGuard
+
+# -- Topics -------------------------------------------------------------------------------------
+
+DEFAULT_TOPIC_PREFIX = "sms"
+TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""One MQTT topic level (the prefix): no wildcard, no separator, nothing reserved for AWS."""
+THING_LEVEL = 2
+"""Level of the thing name in `{prefix}/{thing}/...` (IoT SQL's `topic(2)`)."""
+
+
+def inbound_topic(prefix: str, thing: str) -> str:
+    """The topic a device receives its messages on (the receive Lambda publishes there)."""
+    return f"{prefix}/{thing}/inbound"
+
+
+def outbound_topic(prefix: str, thing: str) -> str:
+    """The topic a device publishes its messages on (the topic rule reads it)."""
+    return f"{prefix}/{thing}/outbound"
+
+
+# -- Things and numbers ---------------------------------------------------------------------------
+
+THING_NAME = re.compile(r"^[A-Za-z0-9_:-]{1,128}$")
+"""AWS IoT thing names: letters, digits, colon, underscore, hyphen; 128 characters at most."""
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+"""A phone number in E.164 form: `+`, a country code that does not start with 0, 7-15 digits."""
+
+
+def is_e164(value: object) -> TypeGuard[str]:
+    """True for a string that is an E.164 phone number."""
+    return isinstance(value, str) and E164.match(value) is not None
+
+
+SENDER_ADDRESS = re.compile(
+    r"(?:whatsapp:|rcs:)?\+[1-9][0-9]{6,14}"  # E.164, or a channel address around it
+    r"|messenger:[0-9]{1,32}"  # a Messenger page-scoped id
+    r"|[0-9]{3,8}"  # a short code (digits only)
+)
+"""`From`/`To` of an incoming message (and an `allowed_senders` entry): E.164,
+`whatsapp:+...`, `rcs:+...`, `messenger:...` or a short code. No letters after the number,
+so a field whose name and value were re-split (`From=+15551234567FromCountryUS`) cannot
+pass."""
+
+
+def is_sender_address(value: object) -> TypeGuard[str]:
+    """True for a number or channel address Twilio puts in an incoming message's From/To."""
+    return isinstance(value, str) and SENDER_ADDRESS.fullmatch(value) is not None
+
+
+# -- Messages -----------------------------------------------------------------------------------
+
+INBOUND_TYPE = "Incoming"
+"""`Type` of a message the cloud hands a device."""
+OUTBOUND_TYPE = "Outgoing"
+"""`Type` of a message a device asks the cloud to send."""
+DEFAULT_BODY_LIMIT = 160
+"""Longest inbound body (characters) forwarded to a device unless configured otherwise."""
+MAX_BODY_CHARACTERS = 1600
+"""Twilio's limit for one message (it splits longer text into segments up to this)."""
+MAX_MEDIA = 10
+"""Twilio's limit of media per message, both ways."""
+MAX_URL_LENGTH = 2048
+"""Longest media URL a device may send."""
+MESSAGE_ID = re.compile(r"^[!-~]{1,128}$")
+"""A device's message `Id`: printable ASCII without spaces, bounded (it becomes a table key)."""
+
+OUTBOUND_FIELDS = ("Type", "Id", "From", "To", "Body", "MediaUrl", "Image")
+"""What the topic rule selects from a device's message, and all the send Lambda reads.
+
+Listed rather than `*`: with `SELECT *, topic(2) AS thing` a device could put its own
+`thing` key in the payload and send from another device's number. `From` is selected so
+the send Lambda can refuse a device that names a number other than its own; `Image` is the
+classic tutorial's name for `MediaUrl`."""
+THING_FIELD = "thing"
+"""Added to the outbound event by the topic rule: the publishing thing, from the topic."""
+
+
+def outbound_rule_sql(prefix: str) -> str:
+    """The topic rule's query: every device's outbound messages, with the thing's name."""
+    fields = ", ".join(OUTBOUND_FIELDS)
+    topic = outbound_topic(prefix, "+")
+    # IoT SQL built from a validated topic level (TOPIC_LEVEL) and constants, not user input.
+    return f"SELECT {fields}, topic({THING_LEVEL}) AS {THING_FIELD} FROM '{topic}'"  # noqa: S608
+
+
+def encode_message(message: Mapping[str, Any]) -> bytes:
+    """A message as its MQTT payload: UTF-8 JSON with raw non-ASCII text.
+
+    Never `\\uXXXX` escapes: MicroPython's `json.loads` turns an escaped surrogate pair
+    into two broken characters instead of one emoji.
+    """
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# -- Webhook fields a device may also receive ------------------------------------------------------
+
+_SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
+_COUNT = re.compile(r"[0-9]{1,4}")
+_COUNTRY = re.compile(r"([A-Z]{2})?")
+# Strict shapes: a value that absorbed the next field's name (a re-split: `FromCity=BOSTON`
+# + `FromCountry=US` sent as `FromCity=BOSTONFromCountryUS`) has lower-case letters or is
+# too long. Twilio writes places in capitals.
+_PLACE = re.compile(r"[A-Z0-9 .,'()/-]{0,64}")
+_POSTCODE = re.compile(r"[A-Z0-9 -]{0,12}")
+_PROFILE_NAME = re.compile(r"[^\x00-\x1f\x7f]{0,32}")
+"""A WhatsApp profile name (WhatsApp allows 25 characters), no control characters."""
+
+
+def is_sid(value: str, prefix: str | None = None) -> bool:
+    """True for a Twilio SID (two capitals, 32 hex digits), of `prefix` if given."""
+    return _SID.fullmatch(value) is not None and (prefix is None or value.startswith(prefix))
+
+
+def is_count(value: str) -> bool:
+    """True for a small decimal count (NumMedia, NumSegments): 1-4 digits."""
+    return _COUNT.fullmatch(value) is not None
+
+
+def _place(value: str) -> bool:
+    return _PLACE.fullmatch(value) is not None
+
+
+def _postcode(value: str) -> bool:
+    return _POSTCODE.fullmatch(value) is not None
+
+
+def _country(value: str) -> bool:
+    return _COUNTRY.fullmatch(value) is not None
+
+
+FORWARDABLE_FIELDS: Mapping[str, Callable[[str], bool]] = {
+    "AccountSid": lambda v: is_sid(v, "AC"),
+    "MessagingServiceSid": lambda v: is_sid(v, "MG"),
+    "NumSegments": is_count,
+    "NumMedia": is_count,
+    "ReferralNumMedia": is_count,
+    "SmsStatus": lambda v: re.fullmatch(r"[a-z_-]{1,32}", v) is not None,
+    "ApiVersion": lambda v: re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", v) is not None,
+    "FromCity": _place,
+    "FromState": _place,
+    "FromZip": _postcode,
+    "FromCountry": _country,
+    "ToCity": _place,
+    "ToState": _place,
+    "ToZip": _postcode,
+    "ToCountry": _country,
+    "ProfileName": lambda v: _PROFILE_NAME.fullmatch(v) is not None,
+    "WaId": lambda v: re.fullmatch(r"([0-9]{1,15})?", v) is not None,
+}
+"""Webhook parameters Twilio documents for incoming messages that an environment may
+forward to its devices (`extra_fields`), each with the strict check its value must pass:
+Twilio's signature concatenates names and values without separators, so every forwarded
+field's shape is checked. `OptOutType` is not forwardable: a message that carries it is a
+consent signal, never forwarded (`CONSENT_KEYWORDS`)."""
+
+TRUSTED_FIELDS = ("From", "To", "Body", "MessageSid", "OptOutType")
+"""Webhook fields whose values decide where a message goes and whether it is forwarded."""
+DOCUMENTED_WEBHOOK_PARAMETERS = frozenset(
+    {
+        *FORWARDABLE_FIELDS,
+        *TRUSTED_FIELDS,
+        *("SmsSid", "SmsMessageSid", "AddOns", "Forwarded", "FrequentlyForwarded"),
+        *("ButtonText", "ButtonPayload", "ChannelMetadata", "MessageType"),
+        *("Latitude", "Longitude", "Address", "Label"),
+        *("OriginalRepliedMessageSender", "OriginalRepliedMessageSid"),
+        *("ReferralBody", "ReferralHeadline", "ReferralSourceId", "ReferralSourceType"),
+        *("ReferralSourceUrl", "ReferralMediaId", "ReferralMediaContentType"),
+        *("ReferralMediaUrl", "ReferralCtwaClid"),
+    }
+)
+"""Parameters Twilio documents for incoming messages (SMS, MMS, WhatsApp, RCS), besides
+`MediaUrl{N}`/`MediaContentType{N}`. Twilio adds parameters without notice, so others are
+accepted (signed, never forwarded), except right after a trusted field, where only a
+re-split request would put them."""
+
+
+# -- Consent: Twilio's opt-out keywords ---------------------------------------------------------
+
+OPT_OUT_TYPES = ("STOP", "START", "HELP")
+"""The values of `OptOutType` (Twilio Advanced Opt-Out), custom keywords included."""
+CONSENT_KEYWORDS: Mapping[str, str] = {
+    **dict.fromkeys(
+        ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"), "STOP"
+    ),
+    **dict.fromkeys(("START", "YES", "UNSTOP"), "START"),
+    **dict.fromkeys(("HELP", "INFO"), "HELP"),
+}
+"""Twilio's default keywords on long codes -> their `OptOutType`: a body that is only one
+of them (any case, surrounding spaces and end punctuation ignored) is answered by Twilio,
+recorded in the Contacts table, and never forwarded to a device."""
+
+
+# -- Replays and contacts -----------------------------------------------------------------------
+
+DEFAULT_REPLAY_WINDOW_DAYS = 400
+"""Twilio's signature has no timestamp: a MessageSid is remembered this long (over a year)
+unless configured otherwise, so a captured request replayed later is not published again."""
+
+CONTACTS_TABLE_VARIABLE = "CONTACTS_TABLE"
+"""The environment variable naming the Contacts table (set on the receive and send Lambdas)."""
+CONTACT_KEY_ATTRIBUTE = "pk"
+LAST_INBOUND_ATTRIBUTE = "last_inbound_at"
+"""Epoch seconds of the last accepted message from the number (opens the reply window)."""
+OPTED_OUT_ATTRIBUTE = "opted_out"
+"""True after STOP until START: the send Lambda never texts the number (Twilio's 21610)."""
+CONTACT_EXPIRY_ATTRIBUTE = "expires_at"
+"""DynamoDB TTL of a contact: `CONTACT_RECORD_DAYS` after its last message, none while
+opted out (an opt-out holds until START)."""
+CONTACT_RECORD_DAYS = 400
+"""How long a contact is remembered after its last message: longer than any reply window
+the send side allows (at most a year), so the window, not the TTL, decides."""
+
+
+def contact_key(thing: str, number: str) -> str:
+    """The Contacts item of `number` texting `thing`: `{thing}#{number}`."""
+    return f"{thing}#{number}"
+
+
+# -- Names of deployed things --------------------------------------------------------------------
+
+
+def stack_name(environment: str) -> str:
+    """The CloudFormation stack of an environment."""
+    return f"TextDevice-{environment}"
+
+
+def twilio_secret_name(environment: str) -> str:
+    """The Secrets Manager secret holding an environment's Twilio credentials."""
+    return f"text-device/{environment}/twilio"
+
+
+TWILIO_SECRET_PLACEHOLDER = {"account_sid": "", "auth_token": ""}
+"""The secret's JSON shape, as the stack creates it (the user puts the values)."""
+SECONDARY_AUTH_TOKEN_KEY = "secondary_auth_token"  # noqa: S105 (a key name, not a secret)
+"""Optional key of the secret during a rotation: the token Twilio is rotating to (or from).
+Both tokens verify webhooks and status callbacks."""
+WEBHOOK_URL_OUTPUT = "WebhookUrl"
+THING_NAMES_OUTPUT = "ThingNames"
+TOPIC_PREFIX_OUTPUT = "TopicPrefix"
+TWILIO_SECRET_NAME_OUTPUT = "TwilioSecretName"  # noqa: S105 (an output name, not a secret)
+
+
+def certificate_output_name(thing: str) -> str:
+    """The stack output holding `thing`'s certificate id (output names are alphanumeric):
+    `dev-reverser` -> `CertificateDevReverser`."""
+    parts = [p for p in re.split(r"[^A-Za-z0-9]+", thing) if p]
+    return "Certificate" + "".join(p[:1].upper() + p[1:] for p in parts)
+
+
+CSR_FILE = "device.csr.pem"
+"""The device's certificate signing request, in `.device-keys/{env}/{thing}/` (the device
+tool writes it, the CDK app reads it)."""
+
+
+# -- Dead letters -------------------------------------------------------------------------------
+
+RETRIES_EXHAUSTED = "RetriesExhausted"
+"""Condition of a record Lambda writes after its retries of an asynchronous event."""
+PERMANENT_TWILIO_ERROR = "PermanentTwilioError"
+"""Condition of a record the send Lambda writes when Twilio refuses a message for good."""
+
+
+def dead_letter_record(
+    event: Any,
+    *,
+    condition: str,
+    request_id: str,
+    function_arn: str,
+    error: Mapping[str, Any],
+    invoke_count: int = 1,
+    function_error: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """A dead-letter record shaped like Lambda's own on-failure destination record.
+
+    The queue then holds one format whichever path put the event there (Lambda after its
+    retries, or the send Lambda on a permanent Twilio error), and one redrive tool reads
+    both: the event to send again is `requestPayload`.
+    """
+    timestamp = (now or datetime.now(UTC)).isoformat(timespec="milliseconds")
+    response_context: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
+    if function_error is not None:
+        response_context["functionError"] = function_error
+    return {
+        "version": "1.0",
+        "timestamp": timestamp.replace("+00:00", "Z"),
+        "requestContext": {
+            "requestId": request_id,
+            "functionArn": function_arn,
+            "condition": condition,
+            "approximateInvokeCount": invoke_count,
+        },
+        "requestPayload": event,
+        "responseContext": response_context,
+        "responsePayload": dict(error),
+    }

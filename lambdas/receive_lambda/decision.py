@@ -1,0 +1,193 @@
+"""What happens to a webhook whose signature is valid: nothing (`Unbound`), a reply that
+the text is too long (`TooLong`), nothing for a sender off the device's allow-list
+(`Stranger`), a consent keyword recorded, not forwarded (`ConsentMessage`), or the message
+for `{prefix}/{thing}/inbound` (`Publish`, the contract's inbound message)."""
+
+from __future__ import annotations
+
+import html
+import re
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+import contract
+from receive_lambda.config import ReceiveConfig
+from receive_lambda.errors import BadRequest
+from receive_lambda.form import FormParams
+from receive_lambda.inbound_policy import Consent, consent_signal
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+_MEDIA_TYPE = re.compile(
+    r"[A-Za-z0-9][\w!#$&^.+-]{0,126}/[A-Za-z0-9][\w!#$&^.+-]{0,126}(;.{0,200})?"
+)
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+_MEDIA_KEY = re.compile(r"Media(Url|ContentType)([0-9]+)")
+_PARAMETER_NAME = re.compile(r"[A-Z][A-Za-z0-9]{0,63}")
+
+
+@dataclass(frozen=True)
+class Unbound:
+    """`To` is bound to no device: empty TwiML, nothing published."""
+
+    to: str
+    twiml: str = EMPTY_TWIML
+
+
+@dataclass(frozen=True)
+class TooLong:
+    """The body exceeds the limit: the sender is told, nothing published."""
+
+    thing: str
+    message_sid: str
+    length: int
+    limit: int
+
+    @property
+    def twiml(self) -> str:
+        """A TwiML reply telling the sender the limit (nothing is published)."""
+        text = (
+            f"Sorry, messages to this number are limited to {self.limit} characters; "
+            f"yours had {self.length}. Please send a shorter message."
+        )
+        return (
+            '<?xml version="1.0" encoding="UTF-8"?><Response><Message>'
+            f"{html.escape(text, quote=False)}</Message></Response>"
+        )
+
+
+@dataclass(frozen=True)
+class Stranger:
+    """The sender is not on the device's allow-list: empty TwiML, nothing published."""
+
+    thing: str
+    message_sid: str
+    sender: str
+    twiml: str = EMPTY_TWIML
+
+
+@dataclass(frozen=True)
+class ConsentMessage:
+    """A STOP/START/HELP keyword: recorded for the send side, never forwarded as a command
+    (Twilio answers it itself)."""
+
+    thing: str
+    message_sid: str
+    sender: str
+    signal: Consent
+    twiml: str = EMPTY_TWIML
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Publish `message` on `topic` (QoS 1), at most once per `message["Id"]`."""
+
+    thing: str
+    topic: str
+    message: dict[str, Any]
+    twiml: str = EMPTY_TWIML
+
+    @property
+    def payload(self) -> bytes:
+        """The MQTT payload."""
+        return contract.encode_message(self.message)
+
+
+Decision = Unbound | TooLong | Stranger | ConsentMessage | Publish
+
+
+def check_parameter_names(form: FormParams) -> None:
+    """Raises BadRequest for a parameter a re-split request would leave behind.
+
+    Twilio signs names and values concatenated in name order, so a captured request can be
+    re-cut: the end of one value becomes a new parameter (`Body=DO NOT OPEN` re-cut as
+    `Body=` + `DO= NOT OPEN`; `Body=hiFrom+1555...` as `Body=hi`, `From=+1555...`, `FromA=...`).
+    The cut leaves a name that sorts right after the trusted field it shortened. Twilio's
+    names are CamelCase, and Twilio adds parameters without notice, so unknown names are
+    accepted anywhere else; right after a trusted field only documented ones are.
+    """
+    names = sorted(form)  # the order Twilio signs in
+    for index, name in enumerate(names):
+        if not _PARAMETER_NAME.fullmatch(name):
+            raise BadRequest(f"parameter name {name[:40]!r} is not one Twilio sends")
+        previous = names[index - 1] if index else ""
+        if (
+            previous in contract.TRUSTED_FIELDS
+            and name not in contract.DOCUMENTED_WEBHOOK_PARAMETERS
+            and not _MEDIA_KEY.fullmatch(name)
+        ):
+            raise BadRequest(
+                f"parameter {name} follows {previous} but is not a documented Twilio "
+                "parameter: a re-split request?"
+            )
+
+
+def _media(form: FormParams) -> list[dict[str, str]]:
+    declared = form.maybe("NumMedia")
+    if declared is not None and not contract.is_count(declared):
+        raise BadRequest("NumMedia is not a number")
+    indexes = sorted(
+        {int(m.group(2)) for name in form if (m := _MEDIA_KEY.fullmatch(name)) is not None}
+    )
+    count = int(declared) if declared is not None else len(indexes)
+    if count > contract.MAX_MEDIA or indexes != list(range(count)):
+        raise BadRequest("media parameters do not match NumMedia")
+    media = []
+    for index in range(count):
+        url = form.one(f"MediaUrl{index}")
+        content_type = form.one(f"MediaContentType{index}")
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname or _CONTROL.search(url):
+            raise BadRequest(f"MediaUrl{index} is not an https URL")
+        if not _MEDIA_TYPE.fullmatch(content_type):
+            raise BadRequest(f"MediaContentType{index} is not a media type")
+        media.append({"Url": url, "ContentType": content_type})
+    return media
+
+
+def decide(form: FormParams, config: ReceiveConfig) -> Decision:
+    """What to do with a webhook whose signature is valid."""
+    check_parameter_names(form)
+    to = form.one("To")
+    if not contract.is_sender_address(to):
+        raise BadRequest("To is not a phone number or channel address")
+    thing = config.things_by_number.get(to)
+    if thing is None:
+        return Unbound(to=to)
+    sid = form.one("MessageSid")
+    sender = form.one("From")
+    body = form.one("Body")  # always sent, empty for a picture alone
+    if not contract.is_sid(sid):
+        raise BadRequest("MessageSid is not a Twilio SID")
+    if not contract.is_sender_address(sender):
+        raise BadRequest("From is not an E.164 number or a channel address (whatsapp:+...)")
+    media = _media(form)
+    extras: dict[str, str] = {}
+    for name in config.extra_fields:
+        value = form.maybe(name)
+        if value is None:
+            continue
+        if not contract.FORWARDABLE_FIELDS[name](value):
+            raise BadRequest(f"parameter {name} is not valid")
+        extras[name] = value
+    opt_out_type = form.maybe("OptOutType")
+    if opt_out_type is not None and opt_out_type not in contract.OPT_OUT_TYPES:
+        raise BadRequest("OptOutType is not STOP, START or HELP")
+    signal = consent_signal(body, opt_out_type)
+    if signal is not None:
+        return ConsentMessage(thing=thing, message_sid=sid, sender=sender, signal=signal)
+    if not config.senders.allows(thing, sender):
+        return Stranger(thing=thing, message_sid=sid, sender=sender)
+    if len(body) > config.body_limit:
+        return TooLong(thing=thing, message_sid=sid, length=len(body), limit=config.body_limit)
+    message: dict[str, Any] = {
+        "Type": contract.INBOUND_TYPE,
+        "Id": sid,
+        "From": sender,
+        "To": to,
+        "Body": body,
+        "Media": media,
+        **extras,
+    }
+    topic = contract.inbound_topic(config.topic_prefix, thing)
+    return Publish(thing=thing, topic=topic, message=message)
