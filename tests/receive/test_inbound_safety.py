@@ -24,7 +24,7 @@ from receive_lambda import contacts, handler
 from receive_lambda.decision import check_parameter_names
 from receive_lambda.errors import BadRequest
 from receive_lambda.form import FormParams
-from receive_lambda.inbound_policy import SenderPolicy, consent_signal
+from receive_lambda.inbound_policy import Consent, SenderPolicy, consent_signal
 from tests.conftest import Synthesized
 from tests.receive.conftest import (
     REGION,
@@ -117,6 +117,13 @@ def contact(number: str) -> dict[str, Any] | None:
 def test_consent_signals(body: str, opt_out_type: str | None, expected: str | None) -> None:
     signal = consent_signal(body, opt_out_type)
     assert (signal.value if signal else None) == expected
+
+
+def test_consent_signals_are_the_contracts_opt_out_types() -> None:
+    assert tuple(signal.value for signal in Consent) == contract.OPT_OUT_TYPES
+    assert set(contract.CONSENT_KEYWORDS.values()) == set(contract.OPT_OUT_TYPES)
+    with pytest.raises(ValueError):
+        consent_signal("hello", "MAYBE")
 
 
 @pytest.mark.parametrize(
