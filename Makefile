@@ -12,7 +12,8 @@ help:  ## List the targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt lambdas/receive/requirements.txt lambdas/send/requirements.txt \
-		lambdas/status/requirements.txt lambdas/twilio_number/requirements.txt
+		lambdas/status/requirements.txt lambdas/twilio_number/requirements.txt \
+		lambdas/device_bindings/requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -qq --upgrade pip
 	$(PY) -m pip install -qq -r requirements-dev.txt

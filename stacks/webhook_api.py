@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy, aws_apigateway, aws_logs
@@ -44,7 +44,7 @@ class WebhookApi(Construct):
         construct_id: str,
         *,
         topic_prefix: str,
-        things_by_number: Mapping[str, str],
+        bindings_table_name: str,
         body_limit: int,
         extra_fields: Sequence[str],
         secret_name: str,
@@ -65,7 +65,8 @@ class WebhookApi(Construct):
             description="Verifies Twilio's webhook and publishes the SMS to the device's topic",
             environment={
                 "TOPIC_PREFIX": topic_prefix,
-                "THINGS_BY_NUMBER": json.dumps(dict(things_by_number), sort_keys=True),
+                # Number -> thing, read item by item (stacks/device_bindings.py).
+                "BINDINGS_TABLE": bindings_table_name,
                 "BODY_LIMIT": str(body_limit),
                 "EXTRA_FIELDS": ",".join(extra_fields),
                 "TWILIO_SECRET_NAME": secret_name,

@@ -1,4 +1,4 @@
-"""Command line: `python -m device.tool {keys,flash,monitor} --help`.
+"""Command line: `python -m device.tool {add,remove,rotate,keys,flash,monitor} --help`.
 
 Thin: parses arguments, reads `cdk.json` and the environment, and hands typed values to
 `keys`, `cloud`, `plan` and `board`. Every failure the user can fix is a `ToolError`,
@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from device.tool import board, keys
+from device.tool import board, fleet, keys
 from device.tool.errors import (
     MissingWifi,
     NoCertificate,
@@ -45,7 +45,8 @@ from device.tool.plan import (
     render,
     tool_path,
 )
-from stacks.settings import EnvironmentSettings, SettingsError, parse_environment
+from stacks.device_files import DEVICES_ROOT, load_settings
+from stacks.settings import EnvironmentSettings, SettingsError
 
 KEYS_ROOT = ROOT / ".device-keys"
 WIFI_SSID_VARIABLE = "WIFI_SSID"
@@ -56,14 +57,13 @@ E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 # -- Configuration -------------------------------------------------------------------------
 
 
-def load_environment(env: str, cdk_json: Path = ROOT / "cdk.json") -> EnvironmentSettings:
-    """The settings of `env` from `cdk.json`, validated as `cdk synth` validates them."""
+def load_environment(
+    env: str, cdk_json: Path = ROOT / "cdk.json", devices_root: Path = DEVICES_ROOT
+) -> EnvironmentSettings:
+    """The settings of `env` from `cdk.json` and `devices/`, validated as `cdk synth` does."""
     environments = json.loads(cdk_json.read_text())["context"].get("environments", {})
-    if env not in environments:
-        known = ", ".join(sorted(environments)) or "none"
-        raise UsageError(f"Unknown environment {env!r} (ENV=...). Known: {known}.")
     try:
-        return parse_environment(env, environments[env])
+        return load_settings(env, environments, devices_root)
     except SettingsError as error:
         raise UsageError(str(error)) from None
 
@@ -74,9 +74,9 @@ def resolve_thing(settings: EnvironmentSettings, thing: str | None) -> str:
     if thing:
         if thing not in settings.devices:
             raise UsageError(
-                f"{thing!r} is not a device of {settings.name} (cdk.json has: "
-                f"{', '.join(devices) or 'none'}); add it under environments.{settings.name}."
-                "devices first."
+                f"{thing!r} is not a device of {settings.name} (devices/{settings.name}/"
+                f"devices.json has: {', '.join(devices) or 'none'}); add it with `make "
+                f"device-add ENV={settings.name} THING={thing} NUMBER=+1...` first."
             )
         return thing
     if len(devices) == 1:
@@ -170,20 +170,77 @@ def parse_hashes(output: str) -> dict[str, str]:
 # -- Subcommands ---------------------------------------------------------------------------
 
 
+def the_fleet(args: argparse.Namespace) -> fleet.Fleet:
+    """The environment's device files and local keys, as the arguments name them."""
+    load_environment(args.env, devices_root=args.devices_dir)  # a known, valid environment
+    if not args.thing:
+        raise UsageError("Name the device with THING=... (--thing).")
+    return fleet.Fleet(env=args.env, devices_root=args.devices_dir, keys_root=args.keys_dir)
+
+
+def print_steps(steps: Sequence[str]) -> None:
+    """The numbered next steps of a fleet change."""
+    print("Next:")
+    for n, step in enumerate(steps, 1):
+        print(f"  {n}. {step}")
+
+
 def command_keys(args: argparse.Namespace) -> int:
-    """`keys`: the device's private key and CSR, made locally."""
-    settings = load_environment(args.env)
+    """`keys`: the device's private key (kept locally) and its CSR (committed)."""
+    settings = load_environment(args.env, devices_root=args.devices_dir)
     thing = resolve_thing(settings, args.thing)
-    directory = keys.device_directory(args.keys_dir, settings.name, thing)
-    made = keys.create(directory, thing, new_key=args.new_key)
+    devices = fleet.Fleet(env=settings.name, devices_root=args.devices_dir, keys_root=args.keys_dir)
+    if len(devices.csrs(thing)) > 1:
+        raise UsageError(f"{thing!r} is being rotated: finish that with `rotate --finish` first.")
+    made = keys.create(devices.key_directory(thing), thing, new_key=args.new_key)
+    csr = devices.write_csrs(thing, [made.csr_pem])
     print(("Created" if made.new_key else "Kept the existing") + f" private key {made.key}")
-    print(f"Wrote the certificate signing request {made.csr}")
-    print(
-        f"Next: `make deploy ENV={settings.name}` registers the certificate, then "
-        f"`make flash ENV={settings.name} THING={thing} PORT=/dev/ttyUSB0`."
-    )
+    print(f"Wrote the certificate signing request {csr}")
     if args.new_key:
-        print("A new key needs a new certificate: deploy before flashing.")
+        print(
+            "A new key replaces the certificate: the board is offline until it is flashed "
+            "again (`rotate` keeps it online)."
+        )
+    print_steps(devices.next_steps(flash=thing))
+    return 0
+
+
+def command_add(args: argparse.Namespace) -> int:
+    """`add`: a new device: its key and CSR, and its number's binding."""
+    devices = the_fleet(args)
+    steps = fleet.add(devices, args.thing, args.number)
+    print(
+        f"Added {args.thing} to {args.env}: {devices.csr_file(args.thing)} (commit it), key "
+        f"in {devices.key_directory(args.thing)} (never commit it)."
+    )
+    print_steps(steps)
+    return 0
+
+
+def command_remove(args: argparse.Namespace) -> int:
+    """`remove`: the device's binding and CSR go; its keys are archived."""
+    devices = the_fleet(args)
+    steps, archived = fleet.remove(devices, args.thing)
+    print(f"Removed {args.thing} from {args.env}; its certificate is deleted on deploy.")
+    if archived is not None:
+        print(f"Archived its keys in {archived}.")
+    print_steps(steps)
+    return 0
+
+
+def command_rotate(args: argparse.Namespace) -> int:
+    """`rotate`: a new certificate beside the old one; `--finish` drops the old one."""
+    devices = the_fleet(args)
+    if args.finish:
+        steps = fleet.finish_rotation(devices, args.thing)
+        print(f"{args.thing} keeps only its new CSR; the old certificate is deleted on deploy.")
+    else:
+        steps = fleet.rotate(devices, args.thing)
+        print(
+            f"{args.thing} has a new key and a second CSR: after the deploy both certificates "
+            "are active. Flash the board, then run this command again with --finish."
+        )
+    print_steps(steps)
     return 0
 
 
@@ -211,13 +268,12 @@ def command_flash(args: argparse.Namespace) -> int:
     else:
         ssid, password = wifi_settings(environ, interactive=sys.stdin.isatty())
     found = cloud.fetch_device(
-        env=settings.name, stack_name=settings.stack_name, region=settings.region, thing=thing
+        env=settings.name,
+        stack_name=settings.stack_name,
+        region=settings.region,
+        thing=thing,
+        is_for_key=lambda pem: keys.certificate_matches_key(pem, key),
     )
-    if not keys.certificate_matches_key(found.certificate_pem, key):
-        raise NoCertificate(
-            f"The certificate registered for {thing!r} is not for the key in {directory}: the "
-            f"key was replaced after the last deploy. Run `make deploy ENV={settings.name}`."
-        )
     config = device_config(
         wifi_ssid=ssid,
         wifi_password=password,
@@ -383,6 +439,38 @@ def build_parser() -> argparse.ArgumentParser:
             default=KEYS_ROOT,
             help="where device keys live (default: .device-keys, git-ignored)",
         )
+        p.add_argument("--devices-dir", type=Path, default=DEVICES_ROOT, help=argparse.SUPPRESS)
+
+    add = sub.add_parser(
+        "add",
+        help="add a device: its key and CSR, and its number's binding",
+        description="Make the device's key (in .device-keys/, never committed) and its CSR "
+        "(devices/ENV/THING.csr.pem) and bind NUMBER to it in devices/ENV/devices.json. "
+        "Commit devices/ENV, then deploy and flash.",
+    )
+    device_arguments(add)
+    add.add_argument("--number", required=True, help="the Twilio number (E.164) it answers")
+    add.set_defaults(handler=command_add)
+
+    remove = sub.add_parser(
+        "remove",
+        help="remove a device: its binding and CSR go, its keys are archived",
+        description="Delete the device's binding and CSR from devices/ENV/ and move its "
+        "keys to .device-keys/ENV/.archive/. The next deploy deletes its thing and certificate.",
+    )
+    device_arguments(remove)
+    remove.set_defaults(handler=command_remove)
+
+    rotate = sub.add_parser(
+        "rotate",
+        help="rotate a device's certificate without taking it offline",
+        description="Make a new key and list its CSR beside the current one: after the "
+        "deploy both certificates are active. Flash the board, then run with --finish to "
+        "drop the old CSR (the next deploy deletes the old certificate).",
+    )
+    device_arguments(rotate)
+    rotate.add_argument("--finish", action="store_true", help="end the rotation")
+    rotate.set_defaults(handler=command_rotate)
 
     keys_parser = sub.add_parser(
         "keys",

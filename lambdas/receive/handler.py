@@ -20,6 +20,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from thing_lookup import ThingsByNumber
 from webhook import (
     BadRequest,
     ConfigurationError,
@@ -86,7 +87,9 @@ def receiver() -> Receiver:
     """Builds the Receiver from the environment on first use (cleared by tests)."""
     environ = os.environ
     return Receiver(
-        config=ReceiveConfig.from_environ(environ),
+        config=ReceiveConfig.from_environ(
+            environ, ThingsByNumber(environ["BINDINGS_TABLE"], boto3.resource("dynamodb"))
+        ),
         tokens=SecretTokenSource(
             SecretsProvider(boto3_client=boto3.client("secretsmanager")),
             environ["TWILIO_SECRET_NAME"],

@@ -348,30 +348,39 @@ def authenticate(request: WebhookRequest, tokens: TokenSource) -> None:
 # -- Decision --------------------------------------------------------------------------------------
 
 
+class ThingLookup(Protocol):
+    """Number -> the thing bound to it, or None (a dict, or the bindings table)."""
+
+    def get(self, number: str, /) -> str | None:
+        """The thing bound to `number`."""
+        ...
+
+
 @dataclass(frozen=True)
 class ReceiveConfig:
-    """The receive Lambda's settings (from its environment)."""
+    """The receive Lambda's settings (from its environment) and its bindings."""
 
     topic_prefix: str
-    things_by_number: Mapping[str, str]
+    things_by_number: ThingLookup
     body_limit: int = 160
     extra_fields: tuple[str, ...] = ()
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> ReceiveConfig:
-        """Reads TOPIC_PREFIX, THINGS_BY_NUMBER (JSON), BODY_LIMIT and EXTRA_FIELDS."""
+    def from_environ(
+        cls, environ: Mapping[str, str], things_by_number: ThingLookup
+    ) -> ReceiveConfig:
+        """Reads TOPIC_PREFIX, BODY_LIMIT and EXTRA_FIELDS."""
         try:
-            things = json.loads(environ.get("THINGS_BY_NUMBER", "{}"))
             limit = int(environ.get("BODY_LIMIT", "160"))
         except ValueError as error:
-            raise ConfigurationError("THINGS_BY_NUMBER or BODY_LIMIT is malformed") from error
+            raise ConfigurationError("BODY_LIMIT is malformed") from error
         extra = tuple(f for f in environ.get("EXTRA_FIELDS", "").split(",") if f)
         unknown = sorted(set(extra) - set(FIELD_VALIDATORS))
-        if unknown or not isinstance(things, dict) or limit < 1:
+        if unknown or limit < 1:
             raise ConfigurationError(f"bad receive settings (unknown extra fields: {unknown})")
         return cls(
             topic_prefix=environ.get("TOPIC_PREFIX", "sms"),
-            things_by_number={str(k): str(v) for k, v in things.items()},
+            things_by_number=things_by_number,
             body_limit=limit,
             extra_fields=extra,
         )

@@ -13,13 +13,12 @@ sender number is the one bound to the publishing device, never one the device na
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
@@ -75,25 +74,31 @@ class Failure(StrEnum):
     """Any other 4xx (21211 invalid number...): dead-letter now, never retry."""
 
 
+class NumberLookup(Protocol):
+    """Thing -> the number bound to it, or None (a dict, or the bindings table)."""
+
+    def get(self, thing: str, /) -> str | None:
+        """The number bound to `thing`."""
+        ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class SendSettings:
     """The environment's rules for outbound messages (from the Lambda's variables)."""
 
-    numbers_by_thing: Mapping[str, str]
+    numbers_by_thing: NumberLookup
     destination_allow_list: frozenset[str] = frozenset()
     """If not empty, the only numbers a device may text."""
     status_callback_url: str | None = None
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str]) -> SendSettings:
-        """Reads NUMBERS_BY_THING (JSON), DESTINATION_ALLOW_LIST (comma-separated) and
-        STATUS_CALLBACK_URL (optional)."""
-        numbers = json.loads(environ.get("NUMBERS_BY_THING") or "{}")
-        if not isinstance(numbers, dict):
-            raise ValueError("NUMBERS_BY_THING must be a JSON object")
+    def from_environment(
+        cls, environ: Mapping[str, str], numbers_by_thing: NumberLookup
+    ) -> SendSettings:
+        """Reads DESTINATION_ALLOW_LIST (comma-separated) and STATUS_CALLBACK_URL (optional)."""
         allow = environ.get("DESTINATION_ALLOW_LIST", "")
         return cls(
-            numbers_by_thing={str(k): str(v) for k, v in numbers.items()},
+            numbers_by_thing=numbers_by_thing,
             destination_allow_list=frozenset(n.strip() for n in allow.split(",") if n.strip()),
             status_callback_url=environ.get("STATUS_CALLBACK_URL") or None,
         )

@@ -39,6 +39,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyValidationError
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.exceptions import BotoCoreError, ClientError
+from number_lookup import NumbersByThing
 from outbound import (
     Failure,
     ListedMessage,
@@ -159,7 +160,9 @@ class SendRuntime:
         import boto3  # here, not at import: tests and the demo build clients after mocking
 
         return cls(
-            settings=SendSettings.from_environment(environ),
+            settings=SendSettings.from_environment(
+                environ, NumbersByThing(environ["BINDINGS_TABLE"], boto3.resource("dynamodb"))
+            ),
             secret_name=environ["TWILIO_SECRET_NAME"],
             table_name=environ["IDEMPOTENCY_TABLE"],
             dead_letter_queue_url=environ["DEAD_LETTER_QUEUE_URL"],
