@@ -293,11 +293,13 @@ def test_decide_rejects_invalid_fields(fields: dict[str, str]) -> None:
 
 def test_config_from_environment_rejects_unknown_extra_fields() -> None:
     with pytest.raises(webhook.ConfigurationError):
-        webhook.ReceiveConfig.from_environ({"EXTRA_FIELDS": "Password"})
+        webhook.ReceiveConfig.from_environ({"EXTRA_FIELDS": "Password"}, {})
+    things = {"+1": "a"}
     config = webhook.ReceiveConfig.from_environ(
-        {"THINGS_BY_NUMBER": '{"+1": "a"}', "EXTRA_FIELDS": "FromCity,WaId", "BODY_LIMIT": "9"}
+        {"EXTRA_FIELDS": "FromCity,WaId", "BODY_LIMIT": "9"}, things
     )
     assert config.extra_fields == ("FromCity", "WaId") and config.body_limit == 9
+    assert config.things_by_number is things
 
 
 def test_mask_number_hides_the_middle() -> None:

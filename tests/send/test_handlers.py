@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import importlib.util
-import json
 import logging
 import os
 import sys
@@ -16,6 +15,7 @@ from urllib.parse import urlencode
 import pytest
 from twilio.request_validator import RequestValidator
 
+from loop import bindings
 from loop.prism import TEST_AUTH_TOKEN, FaultProxy, LoopbackHttpClient
 from tests.send.scenarios import (
     QUEUE_NAME,
@@ -46,8 +46,19 @@ def load(lambda_name: str) -> ModuleType:
 def test_send_handler_builds_its_runtime_from_the_environment(
     aws: AwsStandIns, fresh_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import boto3
+
+    aws.dynamodb.create_table(
+        TableName="bindings",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    bindings.fill(
+        boto3.resource("dynamodb", region_name="eu-west-1").Table("bindings"), {THING: SENDER}
+    )
     for name, value in {
-        "NUMBERS_BY_THING": json.dumps({THING: SENDER}),
+        "BINDINGS_TABLE": "bindings",
         "DESTINATION_ALLOW_LIST": "",
         "TWILIO_SECRET_NAME": SECRET_NAME,
         "IDEMPOTENCY_TABLE": TABLE_NAME,
