@@ -45,6 +45,17 @@ class MotoServer:
         )
         return client
 
+    def resource(self, service: str) -> Any:
+        """A boto3 resource of this server (DynamoDB tables)."""
+        resource: Any = boto3.resource(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.url,
+            region_name=REGION,
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+        return resource
+
     def close(self) -> None:
         """Stops the server."""
         self._server.stop()

@@ -7,6 +7,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -200,12 +201,14 @@ def test_fetch_device_reads_the_certificate_and_refuses_an_undeployed_thing(
 ) -> None:
     from device.tool.cloud import fetch_device
 
-    where = {"env": ENV, "stack_name": "TextDevice-dev", "region": "eu-west-1"}
-    found = fetch_device(**where, thing=THING, is_for_key=lambda _: True)
+    def where(thing: str) -> dict[str, Any]:
+        return {"env": ENV, "stack_name": "TextDevice-dev", "region": "eu-west-1", "thing": thing}
+
+    found = fetch_device(**where(THING), is_for_key=lambda _: True)
     assert found.certificate_id == deployed.certificate_id
     assert found.certificate_pem.strip() == deployed.certificate_pem.strip()
     with pytest.raises(StackNotDeployed, match="not in the deployed stack"):
-        fetch_device(**where, thing="other", is_for_key=lambda _: True)
+        fetch_device(**where("other"), is_for_key=lambda _: True)
 
 
 def test_during_a_rotation_the_board_gets_the_certificate_of_its_new_key(
