@@ -18,6 +18,11 @@ def run(devices_dir: Path, keys_dir: Path, *argv: str) -> int:
     return main([*argv, "--devices-dir", str(devices_dir), "--keys-dir", str(keys_dir)])
 
 
+def add_porch(devices_dir: Path, keys_dir: Path) -> None:
+    argv = ("add", "--env", "dev", "--thing", "dev-porch", "--number", NUMBER)
+    assert run(devices_dir, keys_dir, *argv) == 0
+
+
 def snapshot(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
@@ -87,12 +92,7 @@ def test_remove_unbinds_deletes_the_csr_and_archives_the_keys(
     devices_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     keys_dir = tmp_path / "keys"
-    assert (
-        run(
-            devices_dir, keys_dir, "add", "--env", "dev", "--thing", "dev-porch", "--number", NUMBER
-        )
-        == 0
-    )
+    add_porch(devices_dir, keys_dir)
     key = (keys_dir / "dev" / "dev-porch" / keys.KEY_FILE).read_bytes()
     capsys.readouterr()
     assert run(devices_dir, keys_dir, "remove", "--env", "dev", "--thing", "dev-porch") == 0
@@ -112,12 +112,7 @@ def test_rotate_lists_two_csrs_until_finish_keeps_the_new_one(
     devices_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     keys_dir = tmp_path / "keys"
-    assert (
-        run(
-            devices_dir, keys_dir, "add", "--env", "dev", "--thing", "dev-porch", "--number", NUMBER
-        )
-        == 0
-    )
+    add_porch(devices_dir, keys_dir)
     (old_csr,) = read_csrs("dev", ["dev-porch"], devices_dir)["dev-porch"]
     rotate = ("rotate", "--env", "dev", "--thing", "dev-porch")
     assert (
