@@ -112,4 +112,11 @@ def load_settings(
             f"cdk.json context environments.{env}.devices: devices are listed in "
             f"{bindings_path(env, root).relative_to(root.parent)}; move them there."
         )
-    return parse_environment(env, {**raw, "devices": read_bindings(env, root)})
+    parse_environment(env, raw)  # cdk.json's part, so that an error below is the file's
+    devices = read_bindings(env, root)
+    try:
+        return parse_environment(env, {**raw, "devices": devices})
+    except SettingsError as error:
+        where = bindings_path(env, root)
+        problem = str(error).split(": ", 1)[-1]
+        raise SettingsError(f"{where}: {problem}") from None

@@ -36,6 +36,13 @@ def test_a_malformed_devices_file_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "qa" / "devices.json").write_text('{"a": "+1555"')
     with pytest.raises(SettingsError, match="is not valid JSON"):
         load_settings("qa", {"qa": {"region": "eu-west-1"}}, tmp_path)
+    (tmp_path / "qa" / "devices.json").write_text('{"a": "5555550100"}')
+    with pytest.raises(SettingsError) as error:
+        load_settings("qa", {"qa": {"region": "eu-west-1"}}, tmp_path)
+    assert str(error.value) == (
+        f"{tmp_path / 'qa' / 'devices.json'}: device 'a' is bound to an invalid number "
+        "(E.164 expected)"
+    )
 
 
 @pytest.mark.parametrize(
