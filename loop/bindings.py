@@ -1,7 +1,7 @@
 """The bindings table, filled as the shards' `Custom::DeviceBindings` resources fill it.
 
 Locally there is no CloudFormation to call the custom resource: this runs its own writer
-(`lambdas/device_bindings/bindings_table.py`) with each shard's `Bindings` property, as
+(`lambdas/device_bindings_lambda/bindings_table.py`) with each shard's `Bindings` property, as
 read from the synthesized nested templates.
 """
 
@@ -18,12 +18,13 @@ from typing import Any
 from loop.stack import ROOT
 from stacks.device_shard import BINDINGS_RESOURCE_TYPE
 
-WRITER = ROOT / "lambdas" / "device_bindings" / "bindings_table.py"
+WRITER = ROOT / "lambdas" / "device_bindings_lambda" / "bindings_table.py"
 
 
 @cache
 def writer() -> ModuleType:
-    """The custom resource's writer module, under a name no other Lambda module has."""
+    """The custom resource's writer module, loaded from its file: the loop's own process
+    does not have `lambdas/` on its path (the writer imports only `contract`)."""
     spec = importlib.util.spec_from_file_location("device_bindings_table", WRITER)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

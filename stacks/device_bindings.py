@@ -7,16 +7,11 @@ adding a device redeploys no Lambda (warm containers see it within their cache's
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from aws_cdk import Duration, RemovalPolicy, aws_dynamodb, aws_iam, aws_logs
 from constructs import Construct
 
-from stacks.python_function import BundledPythonFunction
-
-LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambdas" / "device_bindings"
-# Powertools' DynamoDBProvider defaults: key attribute `id`, value attribute `value`.
-KEY_ATTRIBUTE = "id"
+import contract
+from stacks.python_function import LAMBDAS_DIR, BundledPythonFunction
 
 
 class DeviceBindings(Construct):
@@ -35,7 +30,7 @@ class DeviceBindings(Construct):
             self,
             "Table",
             partition_key=aws_dynamodb.Attribute(
-                name=KEY_ATTRIBUTE, type=aws_dynamodb.AttributeType.STRING
+                name=contract.BINDING_KEY, type=aws_dynamodb.AttributeType.STRING
             ),
             billing_mode=aws_dynamodb.BillingMode.PAY_PER_REQUEST,
             point_in_time_recovery_specification=aws_dynamodb.PointInTimeRecoverySpecification(
@@ -47,8 +42,7 @@ class DeviceBindings(Construct):
         self.writer = BundledPythonFunction(
             self,
             "Writer",
-            source_dir=LAMBDA_DIR,
-            handler="handler.lambda_handler",
+            package_dir=LAMBDAS_DIR / "device_bindings_lambda",
             description="Writes a fleet shard's number <-> thing bindings to the bindings table",
             environment={},
             log_retention=log_retention,

@@ -19,11 +19,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import contract
 from stacks.settings import EnvironmentSettings, SettingsError, parse_environment
 
-DEVICES_ROOT = Path(__file__).resolve().parent.parent / "devices"
-BINDINGS_FILE = "devices.json"
-CSR_SUFFIX = ".csr.pem"
+DEVICES_ROOT = Path(__file__).resolve().parent.parent / contract.DEVICES_DIR
 _CSR_BLOCK = re.compile(
     r"-----BEGIN CERTIFICATE REQUEST-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE REQUEST-----"
 )
@@ -35,12 +34,12 @@ class MissingCsr(SettingsError):
 
 def bindings_path(env: str, root: Path = DEVICES_ROOT) -> Path:
     """`devices/{env}/devices.json`: thing name -> the Twilio number bound to it."""
-    return root / env / BINDINGS_FILE
+    return root / env / contract.DEVICES_FILE
 
 
 def csr_path(env: str, thing: str, root: Path = DEVICES_ROOT) -> Path:
     """`devices/{env}/{thing}.csr.pem`: the device's committed CSR(s)."""
-    return root / env / f"{thing}{CSR_SUFFIX}"
+    return root / env / f"{thing}{contract.CSR_SUFFIX}"
 
 
 def read_bindings(env: str, root: Path = DEVICES_ROOT) -> dict[str, str]:

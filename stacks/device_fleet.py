@@ -9,21 +9,12 @@ from collections.abc import Mapping, Sequence
 from aws_cdk import Aws, Stack, aws_iot
 from constructs import Construct
 
+from contract import inbound_topic, outbound_topic
 from stacks.device_bindings import DeviceBindings
 from stacks.device_shard import DeviceShard, NumberWebhookSettings, shard_id, shard_of
 
 # IoT policy variable: the thing name of the certificate the connection authenticated with.
 THING_VARIABLE = "${iot:Connection.Thing.ThingName}"
-
-
-def inbound_topic(prefix: str, thing: str) -> str:
-    """The topic a device receives its SMS on."""
-    return f"{prefix}/{thing}/inbound"
-
-
-def outbound_topic(prefix: str, thing: str) -> str:
-    """The topic a device publishes its replies on."""
-    return f"{prefix}/{thing}/outbound"
 
 
 class DeviceFleet(Construct):

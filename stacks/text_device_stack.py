@@ -8,8 +8,10 @@ from typing import Any
 from aws_cdk import CfnOutput, RemovalPolicy, Stack, Token, aws_iam, aws_logs
 from constructs import Construct
 
+import contract
+from contract import inbound_topic, outbound_topic
 from stacks.device_bindings import DeviceBindings
-from stacks.device_fleet import DeviceFleet, inbound_topic, outbound_topic
+from stacks.device_fleet import DeviceFleet
 from stacks.device_shard import NumberWebhookSettings
 from stacks.monitoring import Monitoring
 from stacks.nag import acknowledge
@@ -69,7 +71,7 @@ class TextDeviceStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         removal = RemovalPolicy.RETAIN if settings.retain_data else RemovalPolicy.DESTROY
         retention = RETENTION_BY_DAYS[settings.log_retention_days]
-        secret_name = f"text-device/{settings.name}/twilio"
+        secret_name = contract.twilio_secret_name(settings.name)
 
         self.twilio_secret = TwilioSecret(
             self, "TwilioSecret", secret_name=secret_name, removal_policy=removal
@@ -186,7 +188,7 @@ class TextDeviceStack(Stack):
         prefix = settings.topic_prefix
         CfnOutput(
             self,
-            "WebhookUrl",
+            contract.WEBHOOK_URL_OUTPUT,
             value=self.webhook.webhook_url,
             description="Set as the Twilio number's 'A message comes in' webhook (POST)",
         )
@@ -194,18 +196,18 @@ class TextDeviceStack(Stack):
         # each value bounded). The tool finds a thing's certificate with ListThingPrincipals.
         CfnOutput(
             self,
-            "DeviceCount",
+            contract.DEVICE_COUNT_OUTPUT,
             value=str(len(settings.devices)),
             description=f"Devices of this environment (devices/{settings.name}/devices.json)",
         )
-        CfnOutput(self, "InboundTopic", value=inbound_topic(prefix, "{thing}"))
-        CfnOutput(self, "OutboundTopic", value=outbound_topic(prefix, "{thing}"))
+        CfnOutput(self, contract.INBOUND_TOPIC_OUTPUT, value=inbound_topic(prefix, "{thing}"))
+        CfnOutput(self, contract.OUTBOUND_TOPIC_OUTPUT, value=outbound_topic(prefix, "{thing}"))
         CfnOutput(
             self,
-            "TwilioSecretName",
+            contract.TWILIO_SECRET_NAME_OUTPUT,
             value=secret_name,
             description='Put {"account_sid", "auth_token"} here after the first deploy',
         )
-        CfnOutput(self, "DevicePolicyName", value=self.fleet.policy.ref)
-        CfnOutput(self, "BindingsTableName", value=self.bindings.table.table_name)
-        CfnOutput(self, "TopicPrefix", value=prefix)
+        CfnOutput(self, contract.DEVICE_POLICY_NAME_OUTPUT, value=self.fleet.policy.ref)
+        CfnOutput(self, contract.BINDINGS_TABLE_OUTPUT, value=self.bindings.table.table_name)
+        CfnOutput(self, contract.TOPIC_PREFIX_OUTPUT, value=prefix)

@@ -22,6 +22,7 @@ from botocore.exceptions import (
     TokenRetrievalError,
 )
 
+import contract
 from device.tool.errors import NoAwsCredentials, NoCertificate, StackNotDeployed, ToolError
 
 REJECTED_CREDENTIALS = frozenset(
@@ -142,5 +143,5 @@ def fetch_device(
         endpoint=endpoint,
         certificate_id=certificate["certificateId"],
         certificate_pem=certificate["certificatePem"],
-        topic_prefix=outputs.get("TopicPrefix", "sms"),
+        topic_prefix=outputs.get(contract.TOPIC_PREFIX_OUTPUT, contract.DEFAULT_TOPIC_PREFIX),
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import contract
 from device.tool import keys
 from device.tool.errors import UsageError
 from stacks.device_files import (
@@ -25,7 +26,6 @@ from stacks.device_files import (
     split_csrs,
     write_bindings,
 )
-from stacks.settings import E164, THING_NAME
 
 ARCHIVE = ".archive"
 
@@ -72,7 +72,7 @@ class Fleet:
 
 def check_thing_name(thing: str) -> None:
     """An AWS IoT thing name: letters, digits, `_`, `:` or `-`, at most 128 characters."""
-    if not THING_NAME.fullmatch(thing):
+    if not contract.THING_NAME.fullmatch(thing):
         raise UsageError(
             f"{thing!r} is not a valid AWS IoT thing name (1-128 letters, digits, _ : -)."
         )
@@ -80,7 +80,7 @@ def check_thing_name(thing: str) -> None:
 
 def check_number(number: str) -> None:
     """An E.164 number, the form Twilio sends in `To`."""
-    if not E164.fullmatch(number):
+    if not contract.is_e164(number):
         raise UsageError(f"{number!r} is not an E.164 number, for example +15551234567.")
 
 

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from moto import mock_aws
 
+import contract
 from device.tool import keys
 from stacks.device_files import DEVICES_ROOT
 
@@ -109,7 +110,11 @@ def deploy(keys_dir: Path, *, with_certificate: bool = True) -> Deployed:
     certificate_id, pem = "", sign_csr(csr)
     if with_certificate:
         certificate_id, pem = register(csr)
-    outputs = {"DeviceCount": "1", "TopicPrefix": "sms", "DevicePolicyName": "policy"}
+    outputs = {
+        contract.DEVICE_COUNT_OUTPUT: "1",
+        contract.TOPIC_PREFIX_OUTPUT: contract.DEFAULT_TOPIC_PREFIX,
+        contract.DEVICE_POLICY_NAME_OUTPUT: "policy",
+    }
     boto3.client("cloudformation", region_name=REGION).create_stack(
         StackName=STACK, TemplateBody=stack_template(outputs)
     )

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
@@ -14,24 +10,11 @@ import pytest
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from moto import mock_aws
 
+from lambda_shared.bindings import NumbersByThing, ThingsByNumber
 from loop import bindings
-from tests.conftest import ROOT
 
 REGION = "eu-west-1"
 TABLE = "bindings"
-
-
-def load(path: Path, name: str) -> ModuleType:
-    """A Lambda module under a unique name, its folder importable (as in its bundle)."""
-    sys.path.insert(0, str(path.parent))
-    try:
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(path.parent))
-    return module
 
 
 @pytest.fixture
@@ -76,7 +59,10 @@ def test_a_number_another_shard_took_over_is_not_deleted(table: Any) -> None:
 
 
 def test_the_custom_resource_writes_updates_and_deletes(table: Any) -> None:
-    handler = load(ROOT / "lambdas" / "device_bindings" / "handler.py", "device_bindings_handler")
+    # Imported here, with a region set: crhelper builds its boto3 clients at import.
+    from device_bindings_lambda import handler
+
+    handler.dynamodb.cache_clear()  # a cold container, its DynamoDB resource made in moto
     properties = {"TableName": TABLE, "Shard": "Shard07", "Bindings": {"a": "+15555550100"}}
     physical_id = handler.create({"ResourceProperties": properties}, None)
     assert physical_id == f"{TABLE}/Shard07"
@@ -91,12 +77,10 @@ def test_the_custom_resource_writes_updates_and_deletes(table: Any) -> None:
 
 
 def test_the_lookups_read_their_own_direction_only_and_cache(table: Any) -> None:
-    receive = load(ROOT / "lambdas" / "receive" / "thing_lookup.py", "receive_thing_lookup")
-    send = load(ROOT / "lambdas" / "send" / "number_lookup.py", "send_number_lookup")
     bindings.fill(table, {"a": "+15555550100"})
     resource = boto3.resource("dynamodb", region_name=REGION)
-    things = receive.ThingsByNumber(TABLE, resource)
-    numbers = send.NumbersByThing(TABLE, resource)
+    things = ThingsByNumber(TABLE, resource)
+    numbers = NumbersByThing(TABLE, resource)
     assert things.get("+15555550100") == "a"
     assert things.get("a") is None  # a thing name is never a number
     assert things.get("+15555550199") is None  # bound to nothing
@@ -110,8 +94,7 @@ def test_the_lookups_read_their_own_direction_only_and_cache(table: Any) -> None
 
 def test_a_table_that_cannot_be_read_is_an_error_not_an_unbound_number(aws_env: None) -> None:
     """A failure must not read as "bound to nothing": that answer drops the message."""
-    receive = load(ROOT / "lambdas" / "receive" / "thing_lookup.py", "receive_thing_lookup")
     with mock_aws():
-        things = receive.ThingsByNumber("missing", boto3.resource("dynamodb", region_name=REGION))
+        things = ThingsByNumber("missing", boto3.resource("dynamodb", region_name=REGION))
         with pytest.raises(GetParameterError):
             things.get("+15555550100")
