@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -12,6 +16,7 @@ from moto import mock_aws
 
 from lambda_shared.bindings import NumbersByThing, ThingsByNumber
 from loop import bindings
+from stacks.python_function import LAMBDAS_DIR
 
 REGION = "eu-west-1"
 TABLE = "bindings"
@@ -98,3 +103,29 @@ def test_a_table_that_cannot_be_read_is_an_error_not_an_unbound_number(aws_env: 
         things = ThingsByNumber("missing", boto3.resource("dynamodb", region_name=REGION))
         with pytest.raises(GetParameterError):
             things.get("+15555550100")
+
+
+BUNDLE_CHECK = """
+import sys
+sys.path[:0] = [{bundle!r}]
+import aws_lambda_powertools, crhelper, device_bindings_lambda.handler as handler
+for module in (aws_lambda_powertools, crhelper, handler):
+    assert module.__file__.startswith({bundle!r}), module.__file__
+print(handler.helper.__class__.__name__)
+"""
+
+
+def test_the_pruned_bundle_imports_the_handler(tmp_path: Path) -> None:
+    """bundle-exclude.txt drops most of Powertools: the handler must still import."""
+    from bench.receive_bench import build_bundle
+
+    bundle = build_bundle(LAMBDAS_DIR / "device_bindings_lambda", tmp_path / "bundle")
+    result = subprocess.run(
+        [sys.executable, "-I", "-B", "-c", BUNDLE_CHECK.format(bundle=str(bundle))],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "eu-west-1"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["CfnResource"]
