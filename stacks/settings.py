@@ -47,6 +47,9 @@ class EnvironmentSettings:
     throttle_burst_limit: int = 20
     retain_data: bool = False
     """Keep tables, queues and logs when the stack is deleted (set for prod)."""
+    device_shards: int = 32
+    """Nested stacks the devices are spread over (by a hash of the thing name). Never change
+    it once deployed: every device would move to another stack and be replaced."""
 
     @property
     def stack_name(self) -> str:
@@ -114,6 +117,9 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentSettings:
     burst = raw.get("throttle_burst_limit", 20)
     if not isinstance(rate, (int, float)) or rate <= 0 or not isinstance(burst, int) or burst < 1:
         raise fail("'throttle_rate_limit' and 'throttle_burst_limit' must be positive")
+    shards = raw.get("device_shards", 32)
+    if not isinstance(shards, int) or isinstance(shards, bool) or not 1 <= shards <= 100:
+        raise fail("'device_shards' must be an integer from 1 to 100")
     for flag in ("status_callback", "configure_twilio_number", "retain_data"):
         if not isinstance(raw.get(flag, False), bool):
             raise fail(f"'{flag}' must be true or false")
@@ -135,4 +141,5 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentSettings:
         throttle_rate_limit=float(rate),
         throttle_burst_limit=burst,
         retain_data=raw.get("retain_data", False),
+        device_shards=shards,
     )

@@ -3,5 +3,6 @@
 - `config`: reading settings from the environment (the Twilio secret's variable);
 - `twilio_credentials`: the Twilio secret, read through Powertools parameters (cached);
 - `twilio_rest`: the Twilio REST client, built once per container (again after a rotation);
+- `bindings`: the bindings table (number <-> thing), read through Powertools (cached);
 - `logs`: what may be logged about a message (masked numbers, never a body).
 """
