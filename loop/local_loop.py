@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import contract
+from loop import bindings
 from loop.api_stage import ProxyRoute, StageThrottle
 from loop.apigw_vtl import HttpResponse
 from loop.aws_local import REGION, LocalResources, MotoServer, find_by_path
@@ -44,7 +45,8 @@ from loop.twilio_loopback import TEST_ACCOUNT_SID
 from loop.twilio_proxy import TwilioProxy
 from loop.twilio_webhook import SENDER_PHONE, TwilioWebhook
 from loop.webhook_server import WebhookEndpoint
-from stacks.settings import EnvironmentSettings, parse_environment
+from stacks.device_files import load_settings
+from stacks.settings import EnvironmentSettings
 
 
 class LocalLoop:
@@ -88,7 +90,7 @@ class LocalLoop:
         workdir = self.workdir
         workdir.mkdir(parents=True, exist_ok=True)
         environments = {**cdk_context(), **self.context}["environments"]
-        self.settings: EnvironmentSettings = parse_environment(env, environments[env])
+        self.settings: EnvironmentSettings = load_settings(env, environments)
         self.template = synthesized_template(env, workdir / "cdk.out", self.context)
         resources = self.template["Resources"]
 
@@ -135,6 +137,12 @@ class LocalLoop:
             self.template, "AWS::Lambda::Function", "Receive/Function/Resource"
         )
         send_id = find_by_path(self.template, "AWS::Lambda::Function", "Send/Function/Resource")
+        # What the shards' custom resources write on deploy: the number <-> thing bindings.
+        bindings_table = self.aws.function_environment(receive_id)[contract.BINDINGS_TABLE_VARIABLE]
+        bindings.fill(
+            self.moto.resource("dynamodb").Table(bindings_table),
+            *bindings.shard_bindings(workdir / "cdk.out"),
+        )
         self.receive = LocalFunction(
             "receive",
             ROOT / "lambdas",

@@ -6,6 +6,7 @@ message that names the environment and the key instead of a half-working deploym
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,9 @@ THROTTLE_BURST_PER_DEVICE = 2
 Twilio does not retry): every device texted at once, twice, fits in the default burst."""
 MAX_THROTTLE_RATE = 10_000.0  # API Gateway's default account-level limits per region
 MAX_THROTTLE_BURST = 5_000
+MAX_ALLOWED_SENDERS_BYTES = 2048
+"""`allowed_senders` travels in the receive Lambda's environment (4 KB for all variables):
+about 60 numbers in all, checked here rather than failing the deployment."""
 
 
 def default_throttle(device_count: int) -> tuple[float, int]:
@@ -35,12 +39,14 @@ def parse_inbound_safety(
     raw: Mapping[str, Any], devices: Mapping[str, str], fail: Any
 ) -> dict[str, Any]:
     """The inbound-safety settings of one environment, validated; `fail(message)` makes
-    the SettingsError that names the environment."""
+    the SettingsError that names the environment. `allowed_senders` must name devices of
+    `devices` when `raw` lists them (devices/{env}/devices.json is read after cdk.json's
+    part is checked alone)."""
     allowed = raw.get("allowed_senders", {})
     if not isinstance(allowed, Mapping):
         raise fail("'allowed_senders' must map thing names to lists of sender numbers")
     for thing, senders in allowed.items():
-        if thing not in devices:
+        if "devices" in raw and thing not in devices:
             raise fail(f"'allowed_senders' names {thing!r}, which is not one of 'devices'")
         if (
             not isinstance(senders, list)
@@ -51,6 +57,11 @@ def parse_inbound_safety(
                 f"'allowed_senders' of {thing!r} must be a non-empty list of E.164 numbers "
                 "or channel addresses such as whatsapp:+15551234567"
             )
+    if len(json.dumps(allowed, separators=(",", ":"))) > MAX_ALLOWED_SENDERS_BYTES:
+        raise fail(
+            f"'allowed_senders' is over {MAX_ALLOWED_SENDERS_BYTES} bytes of JSON: it is "
+            "part of the receive Lambda's environment (4 KB in all)"
+        )
     replay = raw.get("replay_window_days", contract.DEFAULT_REPLAY_WINDOW_DAYS)
     if (
         not isinstance(replay, int)
@@ -127,6 +138,9 @@ class EnvironmentSettings:
     """How long a MessageSid is remembered, so a replayed webhook is not published again."""
     retain_data: bool = False
     """Keep tables, queues and logs when the stack is deleted (set for prod)."""
+    device_shards: int = 32
+    """Nested stacks the devices are spread over (by a hash of the thing name). Never change
+    it once deployed: every device would move to another stack and be replaced."""
 
     @property
     def stack_name(self) -> str:
@@ -191,6 +205,9 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentSettings:
     ):
         raise fail("'fallback_url' must be an https:// URL")
     inbound_safety = parse_inbound_safety(raw, devices, fail)
+    shards = raw.get("device_shards", 32)
+    if not isinstance(shards, int) or isinstance(shards, bool) or not 1 <= shards <= 100:
+        raise fail("'device_shards' must be an integer from 1 to 100")
     for flag in ("status_callback", "configure_twilio_number", "retain_data"):
         if not isinstance(raw.get(flag, False), bool):
             raise fail(f"'{flag}' must be true or false")
@@ -211,4 +228,5 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentSettings:
         alarm_email=raw.get("alarm_email"),
         retain_data=raw.get("retain_data", False),
         **inbound_safety,
+        device_shards=shards,
     )

@@ -4,6 +4,7 @@
 - `twilio_credentials`: the Twilio secret, read through Powertools parameters (cached),
   with its secondary auth token during a rotation;
 - `twilio_rest`: the Twilio REST client, built once per container (again after a rotation);
+- `bindings`: the bindings table (number <-> thing), read through Powertools (cached);
 - `logs`: what may be logged about a message (masked numbers, never a body);
 - `webhook_bounds`: what a request from Twilio may cost before its signature is checked
   (the message webhook's and the status callback's).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -11,7 +10,7 @@ from lambda_shared.config import SECRET_NAME_VARIABLE, missing_variables
 from receive_lambda.errors import ConfigurationError
 from receive_lambda.inbound_policy import SenderPolicy
 
-REQUIRED = (SECRET_NAME_VARIABLE, "IDEMPOTENCY_TABLE")
+REQUIRED = (SECRET_NAME_VARIABLE, "IDEMPOTENCY_TABLE", contract.BINDINGS_TABLE_VARIABLE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -19,13 +18,14 @@ class ReceiveConfig:
     """Where messages go, what is forwarded, and the AWS resources used."""
 
     topic_prefix: str = contract.DEFAULT_TOPIC_PREFIX
-    things_by_number: Mapping[str, str]
     body_limit: int = contract.DEFAULT_BODY_LIMIT
     extra_fields: tuple[str, ...] = ()
     secret_name: str = ""
     """The Twilio secret (its auth token verifies signatures)."""
     idempotency_table: str = ""
     """The DynamoDB table that makes publishing once-only."""
+    bindings_table: str = ""
+    """The DynamoDB table of which device answers which number (`lambda_shared.bindings`)."""
     senders: SenderPolicy = field(default_factory=SenderPolicy)
     """Per device, the only senders whose texts are forwarded (ALLOWED_SENDERS)."""
     replay_window_seconds: int = contract.DEFAULT_REPLAY_WINDOW_DAYS * 86400
@@ -36,33 +36,31 @@ class ReceiveConfig:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> ReceiveConfig:
-        """Reads TOPIC_PREFIX, THINGS_BY_NUMBER (JSON), BODY_LIMIT, EXTRA_FIELDS,
-        TWILIO_SECRET_NAME, IDEMPOTENCY_TABLE, ALLOWED_SENDERS (JSON),
-        REPLAY_WINDOW_SECONDS and CONTACTS_TABLE; ConfigurationError names what is wrong."""
+        """Reads TOPIC_PREFIX, BODY_LIMIT, EXTRA_FIELDS, TWILIO_SECRET_NAME, IDEMPOTENCY_TABLE,
+        BINDINGS_TABLE, ALLOWED_SENDERS (JSON), REPLAY_WINDOW_SECONDS and CONTACTS_TABLE;
+        ConfigurationError names what is wrong."""
         try:
-            things = json.loads(environ.get("THINGS_BY_NUMBER", "{}"))
             limit = int(environ.get("BODY_LIMIT", str(contract.DEFAULT_BODY_LIMIT)))
             senders = SenderPolicy.from_json(environ.get("ALLOWED_SENDERS", "{}"))
             replay = int(environ.get("REPLAY_WINDOW_SECONDS", str(cls.replay_window_seconds)))
         except ValueError as error:
             raise ConfigurationError(
-                "THINGS_BY_NUMBER, BODY_LIMIT, ALLOWED_SENDERS or REPLAY_WINDOW_SECONDS "
-                "is malformed"
+                "BODY_LIMIT, ALLOWED_SENDERS or REPLAY_WINDOW_SECONDS is malformed"
             ) from error
         missing = missing_variables(environ, REQUIRED)
         if missing:
             raise ConfigurationError(f"environment variable(s) {', '.join(missing)} not set")
         extra = tuple(f for f in environ.get("EXTRA_FIELDS", "").split(",") if f)
         unknown = sorted(set(extra) - set(contract.FORWARDABLE_FIELDS))
-        if unknown or not isinstance(things, dict) or limit < 1 or replay < 1:
+        if unknown or limit < 1 or replay < 1:
             raise ConfigurationError(f"bad receive settings (unknown extra fields: {unknown})")
         return cls(
             topic_prefix=environ.get("TOPIC_PREFIX", contract.DEFAULT_TOPIC_PREFIX),
-            things_by_number={str(k): str(v) for k, v in things.items()},
             body_limit=limit,
             extra_fields=extra,
             secret_name=environ[SECRET_NAME_VARIABLE],
             idempotency_table=environ["IDEMPOTENCY_TABLE"],
+            bindings_table=environ[contract.BINDINGS_TABLE_VARIABLE],
             senders=senders,
             replay_window_seconds=replay,
             contacts_table=environ.get(contract.CONTACTS_TABLE_VARIABLE) or None,

@@ -9,7 +9,7 @@ import html
 import re
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import contract
 from receive_lambda.config import ReceiveConfig
@@ -24,6 +24,15 @@ _MEDIA_TYPE = re.compile(
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
 _MEDIA_KEY = re.compile(r"Media(Url|ContentType)([0-9]+)")
 _PARAMETER_NAME = re.compile(r"[A-Z][A-Za-z0-9]{0,63}")
+
+
+class ThingLookup(Protocol):
+    """Number -> the thing bound to it, or None (`lambda_shared.bindings.ThingsByNumber`, or
+    a dict in tests)."""
+
+    def get(self, number: str, /) -> str | None:
+        """The thing bound to `number`."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -145,13 +154,13 @@ def _media(form: FormParams) -> list[dict[str, str]]:
     return media
 
 
-def decide(form: FormParams, config: ReceiveConfig) -> Decision:
+def decide(form: FormParams, config: ReceiveConfig, things_by_number: ThingLookup) -> Decision:
     """What to do with a webhook whose signature is valid."""
     check_parameter_names(form)
     to = form.one("To")
     if not contract.is_sender_address(to):
         raise BadRequest("To is not a phone number or channel address")
-    thing = config.things_by_number.get(to)
+    thing = things_by_number.get(to)
     if thing is None:
         return Unbound(to=to)
     sid = form.one("MessageSid")

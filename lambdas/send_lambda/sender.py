@@ -42,12 +42,14 @@ from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.rest import Client
 
 import contract
+from lambda_shared.bindings import NumbersByThing
 from lambda_shared.twilio_rest import HttpClientFactory, TwilioClients
 from send_lambda import SERVICE
 from send_lambda.config import SendConfig
 from send_lambda.outbound import (
     Failure,
     ListedMessage,
+    NumberLookup,
     OutboundMessage,
     Reason,
     Rejected,
@@ -98,6 +100,7 @@ class SendRuntime:
         self,
         *,
         config: SendConfig,
+        numbers_by_thing: NumberLookup,
         dynamodb_client: Any,
         sqs_client: Any,
         http_client_factory: HttpClientFactory | None = None,
@@ -107,6 +110,7 @@ class SendRuntime:
         """`http_client_factory`: Twilio's transport (None: the container's, see
         `lambda_shared.twilio_rest.use_transport`)."""
         self.config = config
+        self._numbers_by_thing = numbers_by_thing
         self._twilio = TwilioClients(
             config.secret_name, timeout=twilio_timeout, http_client_factory=http_client_factory
         )
@@ -135,8 +139,10 @@ class SendRuntime:
         """Built from the Lambda's environment variables, with boto3's default clients."""
         import boto3  # here, not at import: tests and the demo build clients after mocking
 
+        config = SendConfig.from_environ(environ)
         return cls(
-            config=SendConfig.from_environ(environ),
+            config=config,
+            numbers_by_thing=NumbersByThing(config.bindings_table, boto3.resource("dynamodb")),
             dynamodb_client=boto3.client("dynamodb"),
             sqs_client=boto3.client("sqs"),
         )
@@ -150,7 +156,7 @@ class SendRuntime:
         self._idempotency.register_lambda_context(context)
         where = _log_keys(event)
         try:
-            message = parse_message(event, self.config)
+            message = parse_message(event, self.config, self._numbers_by_thing)
             result: dict[str, Any] = self._send_once(record=message.as_record())
         except Rejected as rejected:
             return self._rejected(rejected, where)

@@ -4,11 +4,13 @@ throttle, validated at synth; what the stack makes of them (receive environment,
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import contract
+from stacks.device_files import load_settings, write_bindings
 from stacks.monitoring import WEBHOOK_4XX_PER_5_MINUTES
 from stacks.settings import (
     MIN_THROTTLE_BURST,
@@ -56,6 +58,10 @@ def test_allowed_senders_are_kept_per_device() -> None:
         ({"allowed_senders": {"door": []}}, "non-empty list"),
         ({"allowed_senders": {"door": "+15551234567"}}, "non-empty list"),
         ({"allowed_senders": ["+15551234567"]}, "must map thing names"),
+        (
+            {"allowed_senders": {"door": [f"+1555{n:07d}" for n in range(200)]}},
+            "over 2048 bytes of JSON",
+        ),
         ({"replay_window_days": 0}, "'replay_window_days'"),
         ({"replay_window_days": 3651}, "'replay_window_days'"),
         ({"replay_window_days": True}, "'replay_window_days'"),
@@ -77,10 +83,23 @@ def test_invalid_inbound_settings_fail_synth(change: dict[str, Any], message: st
     assert message in str(error.value)
 
 
+def test_allowed_senders_in_cdk_json_name_the_devices_of_the_devices_file(
+    tmp_path: Path,
+) -> None:
+    write_bindings("test", {"door": "+15555550100"}, tmp_path)
+    senders = {"door": ["+15551234567"]}
+    environments = {"test": {"region": "eu-west-1", "allowed_senders": senders}}
+    settings = load_settings("test", environments, tmp_path)
+    assert settings.allowed_senders == {"door": ("+15551234567",)}
+    environments["test"]["allowed_senders"] = {"gate": ["+15551234567"]}
+    with pytest.raises(SettingsError, match=r"devices\.json: 'allowed_senders' names 'gate'"):
+        load_settings("test", environments, tmp_path)
+
+
 def receive_environment(synth: Synthesized) -> dict[str, Any]:
     for resource in synth.template_json["Resources"].values():
         variables = resource.get("Properties", {}).get("Environment", {}).get("Variables", {})
-        if "THINGS_BY_NUMBER" in variables:
+        if "IDEMPOTENCY_TABLE" in variables:  # the receive Lambda's own table
             return dict(variables)
     raise AssertionError("no receive function")
 
@@ -89,7 +108,7 @@ def receive_environment(synth: Synthesized) -> dict[str, Any]:
 def test_the_receive_lambda_gets_the_allow_list_and_replay_window(
     synthesized: dict[str, Synthesized], env: str
 ) -> None:
-    settings = parse_environment(env, cdk_context()["environments"][env])
+    settings = load_settings(env, cdk_context()["environments"])
     variables = receive_environment(synthesized[env])
     assert json.loads(variables["ALLOWED_SENDERS"]) == {
         thing: list(senders) for thing, senders in settings.allowed_senders.items()

@@ -128,13 +128,13 @@ def build_runtime(
     """A SendRuntime on the stand-ins, its Twilio requests sent to `twilio_url`."""
     return SendRuntime(
         config=SendConfig(
-            numbers_by_thing={THING: SENDER, "dev-doorbell": "+15555550101"},
             destination_allow_list=allow_list,
             status_callback_url=status_callback_url,
             secret_name=SECRET_NAME,
             idempotency_table=TABLE_NAME,
             dead_letter_queue_url=aws.queue_url,
         ),
+        numbers_by_thing={THING: SENDER, "dev-doorbell": "+15555550101"},
         dynamodb_client=aws.dynamodb,
         sqs_client=aws.sqs,
         http_client_factory=lambda t: LoopbackHttpClient(twilio_url, timeout=t),
