@@ -27,12 +27,19 @@ MAX_ALLOWED_SENDERS_BYTES = 2048
 about 60 numbers in all, checked here rather than failing the deployment."""
 
 
+def _power_of_two_from(count: int) -> int:
+    """The smallest power of two >= `count` (1 for 0)."""
+    return 1 << max(count - 1, 0).bit_length()
+
+
 def default_throttle(device_count: int) -> tuple[float, int]:
-    """(rate per second, burst) sized so every device can receive texts at the same moment."""
-    return (
-        max(MIN_THROTTLE_RATE, float(device_count)),
-        max(MIN_THROTTLE_BURST, THROTTLE_BURST_PER_DEVICE * device_count),
-    )
+    """(rate per second, burst) sized so every device can receive texts at the same moment:
+    a text per device per second, a burst of `THROTTLE_BURST_PER_DEVICE` per device, each
+    rounded up to a power of two, so adding a device changes the stage only when the fleet
+    doubles (the API stack stays untouched by a device added to its shard)."""
+    rate = max(MIN_THROTTLE_RATE, float(_power_of_two_from(device_count)))
+    burst = _power_of_two_from(THROTTLE_BURST_PER_DEVICE * device_count)
+    return (min(rate, MAX_THROTTLE_RATE), min(max(MIN_THROTTLE_BURST, burst), MAX_THROTTLE_BURST))
 
 
 def parse_inbound_safety(

@@ -45,6 +45,14 @@ def test_default_throttle_lets_every_device_get_texts_at_the_same_moment(count: 
     assert settings.throttle_burst_limit == burst
 
 
+def test_default_throttle_changes_only_when_the_fleet_doubles() -> None:
+    for count in range(1, 1000):
+        rate, burst = default_throttle(count)
+        assert rate < 2 * max(count, MIN_THROTTLE_RATE) and burst < 2 * max(2 * count, 50)
+        if default_throttle(count + 1) != (rate, burst):
+            assert count & (count - 1) == 0, count  # a power of two: the fleet doubled
+
+
 def test_allowed_senders_are_kept_per_device() -> None:
     settings = parse(allowed_senders={"door": ["+15551234567", "whatsapp:+15551234567"]})
     assert settings.allowed_senders == {"door": ("+15551234567", "whatsapp:+15551234567")}

@@ -174,7 +174,7 @@ def test_stage_has_access_logs_and_throttling(synth: Synthesized) -> None:
     assert not any("sourceIp" in v or "querystring" in v.lower() for v in log_format.values())
     settings = cdk_context()["environments"][synth.env]
     throttle = stage["MethodSettings"][0]
-    rate, burst = default_throttle(len(settings["devices"]))
+    rate, burst = default_throttle(len(read_bindings(synth.env)))
     assert throttle["ThrottlingRateLimit"] == settings.get("throttle_rate_limit", rate)
     assert throttle["ThrottlingBurstLimit"] == settings.get("throttle_burst_limit", burst)
 
