@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CDK := node_modules/.bin/cdk
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help deps mosquitto synth test lint deploy diff demo bench flash monitor clean
+.PHONY: help deps mosquitto synth test lint deploy diff demo bench flash monitor ota clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -69,3 +69,6 @@ monitor: $(VENV)/.installed  ## Watch the board's console (Ctrl-] quits): make m
 
 clean:  ## Remove build output (keeps the venv, node_modules and device keys).
 	rm -rf cdk.out cdk.out.* build .pytest_cache .mypy_cache .ruff_cache
+
+ota: $(VENV)/.installed  ## Update boards' app over the air: make ota ENV=dev [THING=dev-reverser | ALL=1] [DRY_RUN=1]
+	$(PY) -m device.tool ota --env $(ENV) $(if $(ALL),--all,--thing "$(THING)") $(if $(DRY_RUN),--dry-run)

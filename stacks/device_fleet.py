@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from aws_cdk import Annotations, Aws, Stack, aws_iot
 from constructs import Construct
 
+from stacks.ota_updates import device_jobs_statements
+
 # IoT policy variable: the thing name of the certificate the connection authenticated with.
 THING_VARIABLE = "${iot:Connection.Thing.ThingName}"
 
@@ -117,6 +119,8 @@ class DeviceFleet(Construct):
                             arn(f"topic/$aws/things/{THING_VARIABLE}/shadow/update"),
                         ],
                     },
+                    # Over-the-air updates: the device's own jobs and streams topics.
+                    *device_jobs_statements(arn, THING_VARIABLE),
                 ],
             },
         )

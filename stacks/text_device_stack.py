@@ -15,6 +15,8 @@ from stacks.device_fleet import (
     outbound_topic,
 )
 from stacks.monitoring import Monitoring
+from stacks.ota_outputs import BUCKET_OUTPUT, STREAM_ROLE_OUTPUT
+from stacks.ota_updates import OtaUpdates
 from stacks.outbound_messaging import OutboundMessaging
 from stacks.settings import EnvironmentSettings
 from stacks.status_callback import StatusCallback
@@ -136,6 +138,7 @@ class TextDeviceStack(Stack):
             if settings.configure_twilio_number
             else None
         )
+        self.ota = OtaUpdates(self, "OtaUpdates", removal_policy=removal)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -193,6 +196,8 @@ class TextDeviceStack(Stack):
         )
         CfnOutput(self, "DevicePolicyName", value=self.fleet.policy.ref)
         CfnOutput(self, "TopicPrefix", value=prefix)
+        CfnOutput(self, BUCKET_OUTPUT, value=self.ota.bucket.bucket_name)
+        CfnOutput(self, STREAM_ROLE_OUTPUT, value=self.ota.stream_role.role_arn)
         for thing, certificate in sorted(self.fleet.certificates.items()):
             CfnOutput(
                 self,

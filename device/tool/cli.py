@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from device.tool import board, keys
+from device.tool import board, keys, ota
 from device.tool.errors import (
     MissingWifi,
     NoCertificate,
@@ -441,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     monitor.add_argument("--port", default=None, help="serial port (default: the only USB one)")
     monitor.set_defaults(handler=command_monitor)
+    ota.add_parser(sub)
     return parser
 
 
