@@ -65,7 +65,10 @@ def acl_from_iot_policy(document: Mapping[str, Any], resolve: Callable[[Any], st
             for resource in raw:
                 arn = resolve(resource)
                 topic = arn.split(":topic/", 1)[1]
-                lines.append(f"pattern {modes[action]} {topic.replace(THING_VARIABLE, '%u')}")
+                # A `*` level (one job or stream id) is mosquitto's one-level wildcard `+`.
+                levels = topic.replace(THING_VARIABLE, "%u").split("/")
+                pattern = "/".join("+" if level == "*" else level for level in levels)
+                lines.append(f"pattern {modes[action]} {pattern}")
     return lines
 
 
@@ -80,7 +83,13 @@ class Broker:
         self.port = free_port()
         server = self.ca.issue("localhost", server=True)
         acl = directory / "acl"
-        acl.write_text(f"user {CLOUD_USER}\ntopic readwrite #\n\n" + "\n".join(device_acl) + "\n")
+        # `#` does not match topics that start with `$`: AWS's reserved `$aws/...` topics
+        # (jobs, streams) need their own line.
+        acl.write_text(
+            f"user {CLOUD_USER}\ntopic readwrite #\ntopic readwrite $aws/#\n\n"
+            + "\n".join(device_acl)
+            + "\n"
+        )
         config = directory / "mosquitto.conf"
         # Run as ourselves: as root mosquitto drops to user `mosquitto`, which cannot read
         # certificates in a private temporary folder.
