@@ -49,7 +49,10 @@ class UpdateFile:
 
 def imported_modules(source: Path) -> set[str]:
     """Top-level names of the modules `source` imports, anywhere in the file."""
-    tree = ast.parse(source.read_text(), filename=str(source))
+    try:
+        tree = ast.parse(source.read_text(), filename=str(source))
+    except SyntaxError:
+        return set()  # mpy-cross reports it, with MicroPython's own message
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
