@@ -345,8 +345,11 @@ class LocalIotJobs:
     def _next(self, thing: str) -> Execution | None:
         """The next pending execution: the oldest in progress, else the oldest queued."""
         queue = self.executions.get(thing, [])
-        running = [e for e in queue if e.status == "IN_PROGRESS"]
-        return (running or [e for e in queue if e.status == "QUEUED"] or [None])[0]
+        for status in ("IN_PROGRESS", "QUEUED"):
+            found = next((e for e in queue if e.status == status), None)
+            if found is not None:
+                return found
+        return None
 
     def _notify_if_next_changed(self, thing: str, before: Execution | None) -> None:
         after = self._next(thing)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import queue
 import threading
 from typing import Any
 
@@ -40,7 +41,7 @@ class BoardDouble:
         while not self._stop.is_set():
             try:
                 topic, message = self.device.next(timeout=0.1)
-            except Exception:  # queue.Empty: poll the stop flag again
+            except queue.Empty:  # poll the stop flag again
                 continue
             if topic == "jobs/notify-next" and "execution" in message:
                 self.device.publish("jobs/start-next", {"clientToken": "board"})

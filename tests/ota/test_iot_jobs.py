@@ -14,8 +14,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from device.tool.ota import ApiCall
+from loop.broker import Broker
 from loop.iot_jobs import LocalIotJobs, data_message_size
-from tests.ota.conftest import BUCKET, OTHER, THING, Broker, Device
+from tests.ota.conftest import BUCKET, OTHER, THING, Device
 
 pytestmark = pytest.mark.e2e
 ROLE = "arn:aws:iam::123456789012:role/stream"
@@ -301,10 +302,9 @@ def test_a_device_reaches_neither_another_things_jobs_nor_its_files(
     assert describe(jobs, "theirs", OTHER)["status"] == "QUEUED"
     # Its own start-next finds nothing: the job is not for it.
     device.publish("jobs/start-next", {"clientToken": "mine"})
-    assert device.next() == (
-        "jobs/start-next/accepted",
-        {"timestamp": pytest.approx(0, abs=2**40), "clientToken": "mine"},
-    )
+    topic, answer = device.next()
+    assert topic == "jobs/start-next/accepted"
+    assert set(answer) == {"timestamp", "clientToken"}  # no execution: nothing pending
 
 
 @pytest.mark.parametrize(
