@@ -15,6 +15,7 @@ import datetime
 import hashlib
 import json
 import re
+import secrets
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -125,11 +126,12 @@ class Update:
 
 
 def new_job_id(env: str, files: Sequence[UpdateFile], now: datetime.datetime) -> str:
-    """`ota-ENV-UTCTIME-HASH`: sortable, unique per content and second, AWS's character set."""
+    """`ota-ENV-UTCTIME-HASH-RANDOM` in AWS's character set: sorts by time, names the
+    content, and never repeats (AWS IoT refuses a job id used before, even a deleted one's)."""
     digest = hashlib.sha256(b"".join(f.data for f in files)).hexdigest()[:8]
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    safe_env = re.sub(r"[^A-Za-z0-9_-]", "-", env)[: JOB_ID_LIMIT - 31]
-    return f"ota-{safe_env}-{stamp}-{digest}"
+    safe_env = re.sub(r"[^A-Za-z0-9_-]", "-", env)[: JOB_ID_LIMIT - 36]
+    return f"ota-{safe_env}-{stamp}-{digest}-{secrets.token_hex(2)}"
 
 
 def _client_error_code(error: ClientError) -> str:
