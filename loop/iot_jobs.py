@@ -52,7 +52,7 @@ MIN_BLOCK = 256
 MAX_BLOCK = 131_072
 MAX_BYTES_PER_REQUEST = 131_072
 DEVICE_MESSAGE_LIMIT = 5_000
-"""Largest MQTT payload the ESP8266's axTLS receives (see the README's board notes)."""
+"""Largest MQTT payload the ESP8266 receives: its axTLS build caps TLS records."""
 DEVICE_STATUSES = frozenset({"IN_PROGRESS", "SUCCEEDED", "FAILED", "REJECTED"})
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT", "CANCELED", "REMOVED"})
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")

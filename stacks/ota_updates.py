@@ -4,7 +4,7 @@ delivery assumes to read them, and the device policy statements for jobs and str
 `python -m device.tool ota` uploads the compiled app to the bucket, creates an IoT stream
 (files read with `stream_role`) and a job whose document names the stream; the board learns
 of the job on its MQTT connection and fetches the files in small blocks over that same
-connection (no second TLS session, see DESIGN notes in the README).
+connection (no second TLS session; README.md, "Update over the air").
 """
 
 from __future__ import annotations

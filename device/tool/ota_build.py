@@ -1,5 +1,5 @@
 """What an over-the-air update carries: the app's modules compiled with mpy-cross, and the
-job document that names them (the format agreed with the board, see device/README.md).
+job document that names them (the format the board checks, see README.md, "Update over the air").
 
 Which modules: `app.py` and every module of `device/board` that only the app imports.
 The firmware core is what `main.py` reaches without going through `app` (main, smsboot,

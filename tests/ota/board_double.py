@@ -1,6 +1,7 @@
 """A stand-in for the board's side of an update (the real one is device/board's, run on
-MicroPython by the firmware tests): it follows the protocol in device/README.md over MQTT,
-so the `ota` tool and the local Jobs model can be tested end to end without it."""
+MicroPython by the firmware tests). It follows the protocol in README.md ("Update over the
+air") over MQTT, so the `ota` tool and the local Jobs model are tested end to end without
+it."""
 
 from __future__ import annotations
 
