@@ -20,22 +20,11 @@ from loop.cloud import CloudClient
 from loop.iot_jobs import LocalIotJobs
 from loop.processes import no_delay
 from tests.conftest import Synthesized
+from tests.infra.test_stack import resolve_join
 
 THING = "dev-reverser"
 OTHER = "dev-other"
 BUCKET = "textdevice-dev-otaupdatesfiles"
-
-
-def flatten(value: Any) -> str:
-    """A template value (Fn::Join of strings and Refs) as one string."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and "Fn::Join" in value:
-        separator, parts = value["Fn::Join"]
-        return str(separator).join(flatten(part) for part in parts)
-    if isinstance(value, dict) and "Ref" in value:
-        return f"<{value['Ref']}>"
-    raise ValueError(f"unexpected template value {value!r}")
 
 
 def device_policy(synth: Synthesized) -> dict[str, Any]:
@@ -54,7 +43,7 @@ def broker(
     tmp_path_factory: pytest.TempPathFactory, synthesized: dict[str, Synthesized]
 ) -> Iterator[Broker]:
     """mosquitto with mutual TLS; devices get exactly what the dev stack's policy grants."""
-    acl = acl_from_iot_policy(device_policy(synthesized["dev"]), flatten)
+    acl = acl_from_iot_policy(device_policy(synthesized["dev"]), resolve_join)
     with Broker(Path(tmp_path_factory.mktemp("ota-broker")), acl) as running:
         yield running
 

@@ -11,7 +11,7 @@ from aws_cdk.assertions import Match
 
 from stacks.ota_outputs import BUCKET_OUTPUT, STREAM_ROLE_OUTPUT
 from tests.conftest import ENVIRONMENTS, Synthesized, cdk_context
-from tests.ota.conftest import flatten
+from tests.infra.test_stack import resolve_join
 
 THING = "${iot:Connection.Thing.ThingName}"
 
@@ -110,7 +110,7 @@ def jobs_statements(synth: Synthesized) -> dict[str, list[str]]:
     for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
         if "Job" in statement["Sid"]:
             assert statement["Effect"] == "Allow"
-            arns = [flatten(r) for r in statement["Resource"]]
+            arns = [resolve_join(r) for r in statement["Resource"]]
             assert all(a.startswith("arn:<AWS::Partition>:iot:") for a in arns)
             resources = [re.sub(r"^.*?:<AWS::AccountId>:", "", a) for a in arns]
             found[statement["Action"]] = resources

@@ -117,18 +117,29 @@ def board(device: Device) -> Iterator[BoardDouble]:
     double.close()
 
 
-def test_an_update_reaches_the_board_and_succeeds(jobs: LocalIotJobs, board: BoardDouble) -> None:
+def run_update(jobs: LocalIotJobs, timeout_s: float = 30) -> tuple[int, list[str]]:
+    """One update of THING through the local model: exit status and printed lines."""
     lines: list[str] = []
     status = update_devices(
         env="dev",
         things=[THING],
         outputs=OUTPUTS,
         api=jobs,
-        timeout_s=30,
+        timeout_s=timeout_s,
         poll_s=0.05,
         echo=lines.append,
         now=NOW,
     )
+    return status, lines
+
+
+def outcome_line(lines: list[str], status: str) -> str:
+    """The outcome table's line for THING with `status`."""
+    return next(line for line in lines if line.split()[:2] == [THING, status])
+
+
+def test_an_update_reaches_the_board_and_succeeds(jobs: LocalIotJobs, board: BoardDouble) -> None:
+    status, lines = run_update(jobs)
     assert status == 0, "\n".join(lines)
     assert board.installed == {
         "app.mpy": compiled(BOARD_SOURCES / "app.py"),
@@ -137,45 +148,24 @@ def test_an_update_reaches_the_board_and_succeeds(jobs: LocalIotJobs, board: Boa
     [job_id] = jobs.jobs
     assert job_id.startswith("ota-dev-20261201T213000Z-")
     assert jobs.streams[job_id].files[0] == board.installed["app.mpy"]
-    assert any(line.split()[:2] == [THING, "SUCCEEDED"] for line in lines), lines
+    assert outcome_line(lines, "SUCCEEDED")
     assert jobs.oversized == []
 
 
 def test_a_failed_update_exits_1_with_the_boards_reason(jobs: LocalIotJobs, device: Device) -> None:
     double = BoardDouble(device, outcome="FAILED")
-    lines: list[str] = []
     try:
-        status = update_devices(
-            env="dev",
-            things=[THING],
-            outputs=OUTPUTS,
-            api=jobs,
-            timeout_s=30,
-            poll_s=0.05,
-            echo=lines.append,
-        )
+        status, lines = run_update(jobs)
     finally:
         double.close()
     assert status == 1
-    assert any(
-        line.split()[:2] == [THING, "FAILED"] and "app raised on its first message" in line
-        for line in lines
-    ), lines
+    assert "app raised on its first message" in outcome_line(lines, "FAILED")
 
 
 def test_an_offline_board_is_reported_still_queued_after_the_timeout(jobs: LocalIotJobs) -> None:
-    lines: list[str] = []
-    status = update_devices(
-        env="dev",
-        things=[THING],
-        outputs=OUTPUTS,
-        api=jobs,
-        timeout_s=0.2,
-        poll_s=0.05,
-        echo=lines.append,
-    )
+    status, lines = run_update(jobs, timeout_s=0.2)
     assert status == 1
-    assert any("still QUEUED after 0.2 s" in line for line in lines), lines
+    assert "still QUEUED after 0.2 s" in outcome_line(lines, "QUEUED")
 
 
 def test_a_second_update_while_one_is_pending_is_refused(jobs: LocalIotJobs) -> None:
