@@ -47,7 +47,9 @@ TERMINAL = frozenset({"SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT", "CANCELED"
 PENDING = ("QUEUED", "IN_PROGRESS")
 # A board that is offline when the job is created gets it when it reconnects; once it has
 # started, an update that is not finished in this time is TIMED_OUT by AWS IoT.
-IN_PROGRESS_TIMEOUT_MINUTES = 15
+# The board's probation (new app imported and answered, or a quiet window) is inside it.
+IN_PROGRESS_TIMEOUT_MINUTES = 60
+UPLOADED_VERSION = "<VersionId of the PutObject above>"
 JOB_ID_LIMIT = 64
 EXIT_UPDATE_FAILED = 1
 
@@ -192,7 +194,11 @@ def write_calls(update: Update, target_arns: Sequence[str]) -> list[ApiCall]:
                     {
                         "fileId": f.file_id,
                         # Pinned to the version uploaded: nothing can swap the file later.
-                        "s3Location": {"bucket": update.bucket, "key": update.key(f)},
+                        "s3Location": {
+                            "bucket": update.bucket,
+                            "key": update.key(f),
+                            "version": UPLOADED_VERSION,
+                        },
                     }
                     for f in update.files
                 ],
@@ -345,8 +351,8 @@ def update_devices(
             return 0
         for request in calls:
             answer = api.call(request)
-            if request.operation == "PutObject" and answer.get("VersionId"):
-                _pin_version(calls, request, str(answer["VersionId"]))
+            if request.operation == "PutObject":
+                _pin_version(calls, request, answer.get("VersionId"))
         echo(f"Job {update.job_id} created; following it:")
         outcomes = follow(api, update.job_id, things, timeout_s=timeout_s, poll_s=poll_s, echo=echo)
     except ClientError as error:
@@ -362,13 +368,17 @@ def update_devices(
     return 0 if all(o.succeeded for o in outcomes) else EXIT_UPDATE_FAILED
 
 
-def _pin_version(calls: list[ApiCall], upload: ApiCall, version: str) -> None:
-    """Puts the uploaded object's version into the stream's file list."""
+def _pin_version(calls: list[ApiCall], upload: ApiCall, version: str | None) -> None:
+    """Puts the uploaded object's version into the stream's file list (none: the bucket
+    is not versioned, and the stream reads the current object)."""
     stream = next(c for c in calls if c.operation == "CreateStream")
     for entry in stream.params["files"]:
         location = entry["s3Location"]
         if location["key"] == upload.params["Key"]:
-            location["version"] = version
+            if version:
+                location["version"] = version
+            else:
+                del location["version"]
 
 
 # -- Command line ----------------------------------------------------------------------------

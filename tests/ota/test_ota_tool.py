@@ -228,6 +228,7 @@ def test_dry_run_prints_every_call_and_creates_nothing(
         '"Body": "<',
         "iot:CreateStream",
         f'"roleArn": "{ROLE}"',
+        '"version": "<VersionId of the PutObject above>"',
         'iot:CreateJob {"jobId": "ota-dev-',
         f'"targets": ["arn:aws:iot:{REGION}:123456789012:thing/{THING}"]',
         "iot:DescribeJobExecution",
