@@ -89,10 +89,12 @@ def data_message_size(block_size: int) -> int:
 class RequestError(Exception):
     """A device request AWS would reject: `code` and `message` go to the rejected topic."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, state: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.state = state
+        """`executionState` AWS adds to a VersionMismatch, so the device need not ask."""
 
 
 @dataclass
@@ -416,6 +418,8 @@ class LocalIotJobs:
             }
             if token is not None:
                 rejected["clientToken"] = token
+            if error.state is not None:
+                rejected["executionState"] = error.state
             self._publish(f"{base}/rejected", rejected, thing)
             return
         except (ValueError, UnicodeDecodeError):
@@ -508,6 +512,7 @@ class LocalIotJobs:
             raise RequestError(
                 "VersionMismatch",
                 f"expected version {expected}, the execution is at {execution.version}",
+                execution.state(),
             )
         if execution.status in TERMINAL:
             raise RequestError(
