@@ -2,8 +2,9 @@
 
 Clients authenticate with certificates from `LocalCA`; the certificate's common name is the
 MQTT user name, and an ACL gives each device the same topics the IoT policy gives it:
-read its own inbound topic, write its own outbound and shadow topics (the lines are derived
-from the synthesized IoT policy, see `acl_from_iot_policy`). The cloud side (the
+read its own inbound topic, write its own outbound and shadow topics, and its own jobs and
+streams topics (the lines are derived from the synthesized IoT policy, see
+`acl_from_iot_policy`). The cloud side (the
 IoT data stand-in and the rules-engine router) connects as user `cloud`.
 """
 

@@ -38,7 +38,8 @@ class DeviceFleet(Construct):
 
     The policy uses `${iot:Connection.Thing.ThingName}`, so a certificate attached to thing A
     can connect only as client id A, subscribe only to A's inbound topic and publish only to
-    A's outbound topic and A's shadow: one stolen device cannot read or spend another's SMS.
+    A's outbound topic and A's shadow, and use only A's jobs and streams topics (updates
+    over the air): one stolen device cannot read or spend another's SMS, or fetch its app.
     """
 
     def __init__(
