@@ -21,20 +21,24 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
+from contract import OTA_BUCKET_OUTPUT, OTA_STREAM_ROLE_OUTPUT, THING_NAMES_OUTPUT  # noqa: E402
+from device.tool.external_tools import tool_path  # noqa: E402
 from device.tool.ota import update_devices  # noqa: E402
 from device.tool.ota_build import app_modules, compile_modules, encode_document, job_document  # noqa: E402
-from device.tool.plan import tool_path  # noqa: E402
 from loop.broker import CLOUD_USER, THING_VARIABLE, Broker, acl_from_iot_policy  # noqa: E402
 from loop.certs import tls_context  # noqa: E402
 from loop.cloud import CloudClient  # noqa: E402
 from loop.iot_jobs import DEVICE_MESSAGE_LIMIT, LocalIotJobs, data_message_size  # noqa: E402
-from stacks.ota_outputs import BUCKET_OUTPUT, STREAM_ROLE_OUTPUT  # noqa: E402
 from stacks.ota_updates import device_jobs_statements  # noqa: E402
 from tests.ota.board_double import BLOCK, BoardDouble  # noqa: E402
 from tests.ota.conftest import Device  # noqa: E402
 
 THING = "dev-reverser"
-OUTPUTS = {"ThingNames": THING, BUCKET_OUTPUT: "bench-bucket", STREAM_ROLE_OUTPUT: "arn:role"}
+OUTPUTS = {
+    THING_NAMES_OUTPUT: THING,
+    OTA_BUCKET_OUTPUT: "bench-bucket",
+    OTA_STREAM_ROLE_OUTPUT: "arn:role",
+}
 
 
 def main() -> None:
@@ -63,7 +67,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory, Broker(Path(directory), acl) as broker:
         context = tls_context(str(broker.ca.cert_path), broker.identity(CLOUD_USER))
         cloud = CloudClient(broker.port, context, "bench-iot-jobs")
-        jobs = LocalIotJobs(cloud, things=[THING], bucket=OUTPUTS[BUCKET_OUTPUT])
+        jobs = LocalIotJobs(cloud, things=[THING], bucket=OUTPUTS[OTA_BUCKET_OUTPUT])
         device = Device(broker, THING)
         board = BoardDouble(device)
         seconds = []

@@ -51,6 +51,8 @@ ACCOUNT = "123456789012"
 MIN_BLOCK = 256
 MAX_BLOCK = 131_072
 MAX_BYTES_PER_REQUEST = 131_072
+MAX_BLOCK_COUNT = 98_304
+"""Largest `n` (and `o`) of a GetStream request: a 24 MB file in 256-byte blocks."""
 DEVICE_MESSAGE_LIMIT = 5_000
 """Largest MQTT payload the ESP8266 receives: its axTLS build caps TLS records."""
 DEVICE_STATUSES = frozenset({"IN_PROGRESS", "SUCCEEDED", "FAILED", "REJECTED"})
@@ -595,11 +597,14 @@ class LocalIotJobs:
             raise RequestError(
                 "BlockSizeOutOfBounds", f"block size must be {MIN_BLOCK}..{MAX_BLOCK} bytes"
             )
-        offset, count = number("o", 0), number("n")
+        # `o` defaults to 0 and `n` to as many blocks as one request may carry (128 KB).
+        offset, count = number("o", 0), number("n", MAX_BYTES_PER_REQUEST // size)
         if offset < 0 or offset * size >= len(data):
             raise RequestError("OffsetOutOfBounds", f"block {offset} is past the file's end")
-        if count < 1:
-            raise RequestError("InvalidRequest", "'n' must be at least 1")
+        if not 1 <= count <= MAX_BLOCK_COUNT:
+            raise RequestError(
+                "BlockCountLimitExceeded", f"'n' must be 1..{MAX_BLOCK_COUNT} blocks"
+            )
         # One request gets at most 128 KB; the device asks again for the rest.
         count = min(count, max(1, MAX_BYTES_PER_REQUEST // size))
         blocks = []

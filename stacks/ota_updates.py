@@ -15,8 +15,8 @@ from typing import Any
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack, aws_iam, aws_s3
 from constructs import Construct
 
+from contract import OTA_UPDATE_PREFIX
 from stacks.nag import acknowledge
-from stacks.ota_outputs import UPDATE_PREFIX
 
 # Update files are read by AWS IoT while a job runs; a board offline for weeks still gets
 # its job, so current files live for 90 days. Replaced versions are kept a week for audit.
@@ -96,7 +96,7 @@ class OtaUpdates(Construct):
             versioned=True,
             lifecycle_rules=[
                 aws_s3.LifecycleRule(
-                    prefix=UPDATE_PREFIX,
+                    prefix=OTA_UPDATE_PREFIX,
                     expiration=FILE_EXPIRY,
                     noncurrent_version_expiration=REPLACED_FILE_EXPIRY,
                     abort_incomplete_multipart_upload_after=Duration.days(1),
@@ -120,7 +120,7 @@ class OtaUpdates(Construct):
                 conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
             ),
         )
-        files = self.bucket.arn_for_objects(f"{UPDATE_PREFIX}*")
+        files = self.bucket.arn_for_objects(f"{OTA_UPDATE_PREFIX}*")
         self.stream_role.add_to_policy(
             aws_iam.PolicyStatement(
                 actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[files]
@@ -128,7 +128,7 @@ class OtaUpdates(Construct):
         )
         acknowledge(
             self.stream_role,
-            f"AwsSolutions-IAM5[Resource::<{self._bucket_logical_id()}.Arn>/{UPDATE_PREFIX}*]",
+            f"AwsSolutions-IAM5[Resource::<{self._bucket_logical_id()}.Arn>/{OTA_UPDATE_PREFIX}*]",
             "Each job's files get new keys under updates/ (named by job id, not known at "
             "deploy time); the role may read those objects only, never list or write.",
         )

@@ -8,14 +8,10 @@ from typing import Any
 from aws_cdk import CfnOutput, RemovalPolicy, Stack, aws_iam, aws_logs
 from constructs import Construct
 
-from stacks.device_fleet import (
-    DeviceFleet,
-    certificate_output_name,
-    inbound_topic,
-    outbound_topic,
-)
+import contract
+from contract import certificate_output_name, inbound_topic, outbound_topic
+from stacks.device_fleet import DeviceFleet
 from stacks.monitoring import Monitoring
-from stacks.ota_outputs import BUCKET_OUTPUT, STREAM_ROLE_OUTPUT
 from stacks.ota_updates import OtaUpdates
 from stacks.outbound_messaging import OutboundMessaging
 from stacks.settings import EnvironmentSettings
@@ -73,7 +69,7 @@ class TextDeviceStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         removal = RemovalPolicy.RETAIN if settings.retain_data else RemovalPolicy.DESTROY
         retention = RETENTION_BY_DAYS[settings.log_retention_days]
-        secret_name = f"text-device/{settings.name}/twilio"
+        secret_name = contract.twilio_secret_name(settings.name)
 
         self.twilio_secret = TwilioSecret(
             self, "TwilioSecret", secret_name=secret_name, removal_policy=removal
@@ -172,13 +168,13 @@ class TextDeviceStack(Stack):
         prefix = settings.topic_prefix
         CfnOutput(
             self,
-            "WebhookUrl",
+            contract.WEBHOOK_URL_OUTPUT,
             value=self.webhook.webhook_url,
             description="Set as the Twilio number's 'A message comes in' webhook (POST)",
         )
         CfnOutput(
             self,
-            "ThingNames",
+            contract.THING_NAMES_OUTPUT,
             value=",".join(things) or "-",
             description="The devices of this environment",
         )
@@ -190,14 +186,14 @@ class TextDeviceStack(Stack):
         )
         CfnOutput(
             self,
-            "TwilioSecretName",
+            contract.TWILIO_SECRET_NAME_OUTPUT,
             value=secret_name,
             description='Put {"account_sid", "auth_token"} here after the first deploy',
         )
         CfnOutput(self, "DevicePolicyName", value=self.fleet.policy.ref)
-        CfnOutput(self, "TopicPrefix", value=prefix)
-        CfnOutput(self, BUCKET_OUTPUT, value=self.ota.bucket.bucket_name)
-        CfnOutput(self, STREAM_ROLE_OUTPUT, value=self.ota.stream_role.role_arn)
+        CfnOutput(self, contract.TOPIC_PREFIX_OUTPUT, value=prefix)
+        CfnOutput(self, contract.OTA_BUCKET_OUTPUT, value=self.ota.bucket.bucket_name)
+        CfnOutput(self, contract.OTA_STREAM_ROLE_OUTPUT, value=self.ota.stream_role.role_arn)
         for thing, certificate in sorted(self.fleet.certificates.items()):
             CfnOutput(
                 self,

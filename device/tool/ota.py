@@ -10,7 +10,6 @@ the ones that change anything.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import hashlib
 import json
@@ -25,13 +24,19 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from contract import (
+    OTA_BUCKET_OUTPUT,
+    OTA_STREAM_ROLE_OUTPUT,
+    OTA_UPDATE_PREFIX,
+    THING_NAMES_OUTPUT,
+)
 from device.tool.errors import (
     JobInProgress,
     StackNotDeployed,
     ThingUnknown,
     ToolError,
-    UsageError,
 )
+from device.tool.external_tools import tool_path
 from device.tool.ota_build import (
     UpdateFile,
     app_modules,
@@ -39,9 +44,9 @@ from device.tool.ota_build import (
     compile_modules,
     encode_document,
     job_document,
+    source_files,
 )
-from device.tool.plan import BOARD_SOURCES, tool_path
-from stacks.ota_outputs import BUCKET_OUTPUT, STREAM_ROLE_OUTPUT, UPDATE_PREFIX
+from device.tool.plan import BOARD_SOURCES
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT", "CANCELED", "REMOVED"})
 PENDING = ("QUEUED", "IN_PROGRESS")
@@ -119,7 +124,7 @@ class Update:
 
     def key(self, f: UpdateFile) -> str:
         """S3 key of one file: under the prefix the stream role may read."""
-        return f"{UPDATE_PREFIX}{self.job_id}/{f.name}"
+        return f"{OTA_UPDATE_PREFIX}{self.job_id}/{f.name}"
 
     @property
     def document(self) -> str:
@@ -284,39 +289,43 @@ def update_devices(
     timeout_s: float = 600.0,
     poll_s: float = 2.0,
     sources: Path = BOARD_SOURCES,
+    ship_source: bool = False,
     mpy_cross: str | None = None,
     echo: Callable[[str], None] = print,
     now: datetime.datetime | None = None,
 ) -> int:
     """Runs one update of `things` and returns the exit status (0: every device updated).
 
-    `outputs` are the deployed stack's outputs (the bucket and the stream role).
+    `outputs` are the deployed stack's outputs (the bucket and the stream role);
+    `ship_source` sends MicroPython source (`.py`) instead of mpy-cross output.
     """
-    bucket, role_arn = outputs.get(BUCKET_OUTPUT), outputs.get(STREAM_ROLE_OUTPUT)
+    bucket, role_arn = outputs.get(OTA_BUCKET_OUTPUT), outputs.get(OTA_STREAM_ROLE_OUTPUT)
     if not bucket or not role_arn:
         raise StackNotDeployed(
-            f"The deployed stack of {env} has no update bucket (output {BUCKET_OUTPUT}): "
+            f"The deployed stack of {env} has no update bucket (output {OTA_BUCKET_OUTPUT}): "
             f"it predates over-the-air updates. Run `make deploy ENV={env}`."
         )
-    deployed = outputs.get("ThingNames", "").split(",")
+    deployed = outputs.get(THING_NAMES_OUTPUT, "").split(",")
     missing = [thing for thing in things if thing not in deployed]
     if missing:
         raise StackNotDeployed(
             f"{', '.join(missing)} not in the deployed stack of {env} (it has "
-            f"{outputs.get('ThingNames', 'none')}): run `make deploy ENV={env}`."
+            f"{outputs.get(THING_NAMES_OUTPUT, 'none')}): run `make deploy ENV={env}`."
         )
     mpy_cross = mpy_cross or tool_path("mpy-cross")
     sources_list = app_modules(sources)
     steps = 5
     echo(f"Update {', '.join(things)} ({env}) with the app in {sources}:")
-    with tempfile.TemporaryDirectory(prefix="ota-") as out:
-        echo(f"[1/{steps}] compile {len(sources_list)} module(s) with mpy-cross")
-        for source in sources_list:
-            echo(
-                "      "
-                + " ".join(compile_command(mpy_cross, source, Path(out) / f"{source.stem}.mpy"))
-            )
-        files = compile_modules(sources_list, Path(out), mpy_cross)
+    if ship_source:
+        echo(f"[1/{steps}] ship {len(sources_list)} module(s) as source (no compile)")
+        files = source_files(sources_list)
+    else:
+        with tempfile.TemporaryDirectory(prefix="ota-") as out:
+            echo(f"[1/{steps}] compile {len(sources_list)} module(s) with mpy-cross")
+            for source in sources_list:
+                output = Path(out) / f"{source.stem}.mpy"
+                echo("      " + " ".join(compile_command(mpy_cross, source, output)))
+            files = compile_modules(sources_list, Path(out), mpy_cross)
     for f in files:
         echo(f"      {f.name:<14} {f.size:>6} B  sha256 {f.sha256}")
     update = Update(
@@ -379,73 +388,3 @@ def _pin_version(calls: list[ApiCall], upload: ApiCall, version: str | None) -> 
                 location["version"] = version
             else:
                 del location["version"]
-
-
-# -- Command line ----------------------------------------------------------------------------
-
-
-def command_ota(args: argparse.Namespace) -> int:
-    """`ota`: update the app of one device (`--thing`) or all (`--all`) of an environment."""
-    import boto3
-
-    from device.tool import cloud
-    from device.tool.cli import load_environment, resolve_thing
-
-    settings = load_environment(args.env)
-    if args.all and args.thing:
-        raise UsageError("Give --thing or --all, not both.")
-    things = sorted(settings.devices) if args.all else [resolve_thing(settings, args.thing)]
-    if not things:
-        raise UsageError(f"{settings.name} has no devices in cdk.json.")
-    session = boto3.Session(region_name=settings.region)
-    try:
-        outputs = cloud.read_stack_outputs(
-            session.client("cloudformation", region_name=settings.region),
-            env=settings.name,
-            stack_name=settings.stack_name,
-            region=settings.region,
-        )
-    except ClientError as error:
-        raise ToolError(f"AWS refused a read of {settings.stack_name}: {error}") from None
-    except BotoCoreError as error:
-        raise ToolError(f"Could not reach AWS in {settings.region}: {error}") from None
-    return update_devices(
-        env=settings.name,
-        things=things,
-        outputs=outputs,
-        api=AwsJobsApi(settings.region, session),
-        dry_run=args.dry_run,
-        timeout_s=args.timeout,
-        poll_s=args.poll,
-        sources=args.board_sources,
-    )
-
-
-def add_parser(sub: Any) -> None:
-    """Registers `ota` on the tool's subcommand parser."""
-    ota = sub.add_parser(
-        "ota",
-        help="update the app of deployed boards over the air (AWS IoT Jobs)",
-        description="Compile device/board/app.py (and the modules only it imports) with "
-        "mpy-cross, upload them, create an AWS IoT stream and job for the devices, and "
-        "follow each device to the end: SUCCEEDED, or FAILED/REJECTED with the board's "
-        "reason (a board that cannot run the new app rolls back by itself). Exit status 1 "
-        "if any device did not update.",
-    )
-    ota.add_argument("--env", default="dev", help="environment in cdk.json (default: dev)")
-    target = ota.add_mutually_exclusive_group()
-    target.add_argument(
-        "--thing", default=None, help="thing name (default: the environment's only device)"
-    )
-    target.add_argument("--all", action="store_true", help="every device of the environment")
-    ota.add_argument(
-        "--timeout", type=float, default=600.0, help="seconds to follow the job (default: 600)"
-    )
-    ota.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
-    ota.add_argument("--board-sources", type=Path, default=BOARD_SOURCES, help=argparse.SUPPRESS)
-    ota.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="print every step and API call; upload nothing, create no job",
-    )
-    ota.set_defaults(handler=command_ota)

@@ -3,8 +3,13 @@ job document that names them (the format the board checks, see README.md, "Updat
 
 Which modules: `app.py` and every module of `device/board` that only the app imports.
 The firmware core is what `main.py` reaches without going through `app` (main, smsboot,
-smslink, smscore): it changes only with `make flash`, so an update can never replace the
-code that applies and rolls back updates.
+smslink, smscore, and smsota/smstrial, which the firmware loads with `__import__` only
+while an update runs): it changes only with `make flash`, so an update can never replace
+the code that applies and rolls back updates. The board refuses those names too.
+
+Modules ship compiled (`.mpy`, the default) or as MicroPython source (`.py`, `--source`):
+a board imports either, but compiles source at import time, which costs it RAM; the local
+loop's board runs under CPython, which can import source only.
 """
 
 from __future__ import annotations
@@ -59,6 +64,15 @@ def imported_modules(source: Path) -> set[str]:
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module.split(".")[0])
+        elif (  # __import__("smsota"): how the firmware loads update code only when needed
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "__import__"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            names.add(node.args[0].value.split(".")[0])
     return names
 
 
@@ -80,9 +94,21 @@ def app_modules(sources: Path = BOARD_SOURCES) -> list[Path]:
     """The sources an update ships: `app.py` first, then the modules only the app uses."""
     if not (sources / f"{APP_MODULE}.py").is_file():
         raise UsageError(f"No {APP_MODULE}.py in {sources}: nothing to update.")
-    core = _reachable(BOOT_MODULE, sources, skip=frozenset({APP_MODULE}))
-    own = _reachable(APP_MODULE, sources, skip=frozenset(core)) - {APP_MODULE}
+    own = _reachable(APP_MODULE, sources, skip=frozenset(core_modules(sources))) - {APP_MODULE}
     return [sources / f"{APP_MODULE}.py", *(sources / f"{name}.py" for name in sorted(own))]
+
+
+def core_modules(sources: Path = BOARD_SOURCES) -> set[str]:
+    """The firmware's own modules: what `main.py` reaches without the app."""
+    return _reachable(BOOT_MODULE, sources, skip=frozenset({APP_MODULE}))
+
+
+def source_files(sources: list[Path]) -> list[UpdateFile]:
+    """The modules as MicroPython source, for a board (or the host loop) importing `.py`."""
+    return [
+        UpdateFile(file_id, source.name, source, source.read_bytes())
+        for file_id, source in enumerate(sources)
+    ]
 
 
 def compile_command(mpy_cross: str, source: Path, output: Path) -> list[str]:

@@ -248,7 +248,8 @@ def test_a_file_downloads_in_1024_byte_blocks_and_matches_its_hash(
         ({"f": 9, "l": 1024, "o": 0, "n": 1}, "ResourceNotFound"),
         ({"f": 0, "l": 1024, "o": 2, "n": 1}, "OffsetOutOfBounds"),
         ({"f": 0, "l": 1024, "o": 0, "n": 1, "s": 2}, "VersionMismatch"),
-        ({"f": 0, "l": 1024, "o": 0, "n": 0}, "InvalidRequest"),
+        ({"f": 0, "l": 1024, "o": 0, "n": 0}, "BlockCountLimitExceeded"),
+        ({"f": 0, "l": 1024, "o": 0, "n": 98_305}, "BlockCountLimitExceeded"),
         ({"f": 0, "l": "big", "o": 0, "n": 1}, "InvalidRequest"),
     ],
 )
@@ -261,6 +262,19 @@ def test_a_bad_block_request_is_rejected(
     topic, answer = device.next()
     assert topic == "streams/blocks/rejected/json"
     assert (answer["o"], answer["c"]) == (code, "x") and answer["m"]
+
+
+def test_a_request_without_o_or_n_gets_the_file_from_its_start(
+    jobs: LocalIotJobs, device: Device
+) -> None:
+    # AWS: `o` defaults to 0, `n` to 131,072 / block size.
+    device.subscribe("streams/+/data/json")
+    data = os.urandom(2500)
+    create_update(jobs, "whole", {0: data}, [THING])
+    device.publish("streams/whole/get/json", {"c": "x", "f": 0, "l": 1024})
+    blocks = [device.next()[1] for _ in range(3)]
+    assert [(b["i"], b["l"]) for b in blocks] == [(0, 1024), (1, 1024), (2, 452)]
+    assert device.nothing()
 
 
 def test_an_unknown_stream_is_rejected(jobs: LocalIotJobs, device: Device) -> None:

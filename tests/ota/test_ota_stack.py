@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
-from stacks.ota_outputs import BUCKET_OUTPUT, STREAM_ROLE_OUTPUT
+from contract import OTA_BUCKET_OUTPUT, OTA_STREAM_ROLE_OUTPUT
 from tests.conftest import ENVIRONMENTS, Synthesized, cdk_context
 from tests.infra.test_stack import resolve_join
 
@@ -147,7 +147,7 @@ def test_each_device_gets_its_own_jobs_and_streams_topics_only(synth: Synthesize
 def test_the_tool_finds_the_bucket_and_role_in_the_outputs(synth: Synthesized) -> None:
     bucket_id, _ = bucket(synth)
     outputs = synth.template_json["Outputs"]
-    assert outputs[BUCKET_OUTPUT]["Value"] == {"Ref": bucket_id}
-    role_arn = outputs[STREAM_ROLE_OUTPUT]["Value"]["Fn::GetAtt"]
+    assert outputs[OTA_BUCKET_OUTPUT]["Value"] == {"Ref": bucket_id}
+    role_arn = outputs[OTA_STREAM_ROLE_OUTPUT]["Value"]["Fn::GetAtt"]
     assert role_arn[1] == "Arn"
     assert synth.template_json["Resources"][role_arn[0]]["Type"] == "AWS::IAM::Role"

@@ -14,8 +14,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from contract import OTA_BUCKET_OUTPUT, OTA_STREAM_ROLE_OUTPUT, THING_NAMES_OUTPUT
 from device.tool import cli
 from device.tool.errors import JobInProgress, StackNotDeployed, StepFailed, UsageError
+from device.tool.external_tools import tool_path
 from device.tool.ota import ApiCall, update_devices
 from device.tool.ota_build import (
     JOB_DOCUMENT_LIMIT,
@@ -23,16 +25,15 @@ from device.tool.ota_build import (
     encode_document,
     job_document,
 )
-from device.tool.plan import BOARD_SOURCES, tool_path
+from device.tool.plan import BOARD_SOURCES
 from loop.iot_jobs import LocalIotJobs
-from stacks.ota_outputs import BUCKET_OUTPUT, STREAM_ROLE_OUTPUT
 from tests.ota.board_double import BoardDouble
 from tests.ota.conftest import BUCKET, THING, Device
 
 REGION = "eu-west-1"
 STACK = "TextDevice-dev"
 ROLE = "arn:aws:iam::123456789012:role/TextDevice-dev-OtaUpdatesStreamRole"
-OUTPUTS = {"ThingNames": THING, BUCKET_OUTPUT: BUCKET, STREAM_ROLE_OUTPUT: ROLE}
+OUTPUTS = {THING_NAMES_OUTPUT: THING, OTA_BUCKET_OUTPUT: BUCKET, OTA_STREAM_ROLE_OUTPUT: ROLE}
 NOW = datetime.datetime(2026, 12, 1, 21, 30, tzinfo=datetime.UTC)
 
 
@@ -177,11 +178,11 @@ def test_a_second_update_while_one_is_pending_is_refused(jobs: LocalIotJobs) -> 
 
 def test_a_stack_without_the_update_bucket_is_not_deployed(jobs: LocalIotJobs) -> None:
     with pytest.raises(StackNotDeployed, match="predates over-the-air updates"):
-        update_devices(env="dev", things=[THING], outputs={"ThingNames": THING}, api=jobs)
+        update_devices(env="dev", things=[THING], outputs={THING_NAMES_OUTPUT: THING}, api=jobs)
 
 
 def test_a_thing_missing_from_the_deployed_stack_is_named(jobs: LocalIotJobs) -> None:
-    outputs = {**OUTPUTS, "ThingNames": "someone-else"}
+    outputs = {**OUTPUTS, THING_NAMES_OUTPUT: "someone-else"}
     with pytest.raises(StackNotDeployed, match=f"{THING} not in the deployed stack of dev"):
         update_devices(env="dev", things=[THING], outputs=outputs, api=jobs)
 
