@@ -3,6 +3,7 @@ reads), and whole updates through the local IoT Jobs model with a board stand-in
 
 from __future__ import annotations
 
+import ast
 import datetime
 import hashlib
 import json
@@ -22,6 +23,7 @@ from device.tool.ota import ApiCall, update_devices
 from device.tool.ota_build import (
     JOB_DOCUMENT_LIMIT,
     app_modules,
+    core_modules,
     encode_document,
     job_document,
 )
@@ -50,6 +52,22 @@ def compiled(source: Path) -> bytes:
 def test_the_app_ships_with_the_modules_only_it_imports() -> None:
     # smstext is imported by app.py only; main, smsboot, smslink, smscore are the firmware.
     assert [p.name for p in app_modules()] == ["app.py", "smstext.py"]
+
+
+def test_the_tool_and_the_board_agree_on_the_firmwares_own_modules() -> None:
+    # The board refuses an update that names one of its own modules (smsota._OWN); the
+    # tool never ships one. smsota and smstrial are loaded with __import__ only while an
+    # update runs, and are firmware all the same.
+    tree = ast.parse((BOARD_SOURCES / "smsota.py").read_text())
+    [own] = [
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "_OWN"
+    ]
+    core = core_modules()
+    assert core == set(own) - {"boot"}  # boot.py: MicroPython's own, not in device/board
+    assert core >= {"main", "smsboot", "smslink", "smscore", "smsota", "smstrial"}
+    assert not core & {p.stem for p in app_modules()}
 
 
 def test_a_module_the_firmware_also_imports_stays_with_the_firmware(tmp_path: Path) -> None:
@@ -151,6 +169,29 @@ def test_an_update_reaches_the_board_and_succeeds(jobs: LocalIotJobs, board: Boa
     assert jobs.streams[job_id].files[0] == board.installed["app.mpy"]
     assert outcome_line(lines, "SUCCEEDED")
     assert jobs.oversized == []
+
+
+def test_a_source_update_ships_the_py_files_uncompiled(
+    jobs: LocalIotJobs, board: BoardDouble
+) -> None:
+    lines: list[str] = []
+    status = update_devices(
+        env="dev",
+        things=[THING],
+        outputs=OUTPUTS,
+        api=jobs,
+        timeout_s=30,
+        poll_s=0.05,
+        ship_source=True,
+        echo=lines.append,
+        now=NOW,
+    )
+    assert status == 0, "\n".join(lines)
+    assert board.installed == {
+        "app.py": (BOARD_SOURCES / "app.py").read_bytes(),
+        "smstext.py": (BOARD_SOURCES / "smstext.py").read_bytes(),
+    }
+    assert not any("mpy-cross" in line for line in lines)
 
 
 def test_a_failed_update_exits_1_with_the_boards_reason(jobs: LocalIotJobs, device: Device) -> None:
