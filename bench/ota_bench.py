@@ -1,6 +1,8 @@
 """Over-the-air update figures: what one update of the current app ships, its job document,
-the MQTT bytes between AWS IoT and the board, and how long one update takes in the local
-loop (the local IoT Jobs model on mosquitto, a board stand-in fetching 1,024-byte blocks).
+the MQTT bytes between AWS IoT and the board, and how long one update takes: with a board
+stand-in fetching 1,024-byte blocks (the local IoT Jobs model on mosquitto), and with the
+real firmware in the whole local loop (`LocalLoop`: it downloads source, switches, restarts,
+and the job succeeds once the new app has answered a text).
 
     .venv/bin/python bench/ota_bench.py [--runs 5]
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -107,6 +110,55 @@ def main() -> None:
         f"max {max(seconds) * 1000:.0f} ms (poll every 20 ms)."
     )
     print(f"Messages over the board's TLS limit: {len(jobs.oversized)}.")
+    firmware_in_the_loop(runs)
+
+
+def firmware_in_the_loop(runs: int) -> None:
+    """Updates the real firmware in the local loop `runs` times, upper-casing and reversing
+    in turn, and prints the time to the restart into the new app and to SUCCEEDED."""
+    from device.tool.plan import BOARD_SOURCES
+    from loop.local_loop import LocalLoop
+
+    upper = "def handle(message):\n    return message['Body'].upper()\n"
+    to_restart, to_success, sent, received = [], [], [], []
+    with tempfile.TemporaryDirectory() as work, LocalLoop(Path(work) / "loop") as loop:
+        device = loop.devices[THING]
+        for run in range(runs):
+            app = Path(work) / f"app{run}"
+            shutil.copytree(BOARD_SOURCES, app)
+            if run % 2 == 0:
+                (app / "app.py").write_text(upper)
+            traffic = loop.iot_jobs.traffic[THING]
+            before = (traffic.to_device_bytes, traffic.from_device_bytes)
+            boots = device.boots
+            started = time.perf_counter()
+            update = loop.start_update(app, echo=lambda line: None)
+            assert loop.wait_for(lambda b=boots: device.boots > b, timeout=60, poll=0.001)
+            to_restart.append(time.perf_counter() - started)
+            assert loop.text("Oozy rat in a sanitary zoo.").status == 200
+            assert update.result(timeout=60) == 0, "the update did not succeed"
+            to_success.append(time.perf_counter() - started)
+            sent.append(traffic.to_device_bytes - before[0])
+            received.append(traffic.from_device_bytes - before[1])
+        oversized = len(loop.iot_jobs.oversized)
+    print(
+        f"\nThe firmware in the local loop, {runs} source updates: in turn an upper-casing "
+        "app.py alone and the reversing app.py with smstext.py:\n"
+    )
+    print("| measure | median | max |")
+    print("|---|---:|---:|")
+    for name, values, unit in (
+        ("update started -> board restarted into the new app", to_restart, "ms"),
+        ("update started -> SUCCEEDED (the new app answered a text)", to_success, "ms"),
+        ("MQTT bytes AWS IoT -> board", sent, "B"),
+        ("MQTT bytes board -> AWS IoT", received, "B"),
+    ):
+        scale = 1000 if unit == "ms" else 1
+        print(
+            f"| {name} | {statistics.median(values) * scale:.0f} {unit} | "
+            f"{max(values) * scale:.0f} {unit} |"
+        )
+    print(f"Messages over the board's TLS limit: {oversized}.")
 
 
 if __name__ == "__main__":

@@ -56,6 +56,29 @@ def test_demo_texts_the_device_and_prints_the_reply() -> None:
     assert "+15551234567" not in out  # numbers are masked, as in the logs
 
 
+def test_demo_ota_updates_the_board_and_shows_two_rollbacks() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "loop.demo", "--ota"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "Body 'OOZY RAT IN A SANITARY ZOO.'" in out  # the new app answered
+    for outcome in (
+        "SUCCEEDED",
+        "FAILED       import ModuleNotFoundError",
+        "FAILED       app KeyError",
+    ):
+        assert f"dev-reverser             {outcome}" in out
+    assert "ota: new app fails to import, rolling back" in out
+    assert "ota: new app fails on its first message, rolling back" in out
+    assert "+15551234567" not in out
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_demo_stops_everything_it_started_when_terminated() -> None:
     demo = subprocess.Popen(
