@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +32,7 @@ from device.tool.ota_build import app_modules, compile_modules, encode_document,
 from loop.broker import CLOUD_USER, THING_VARIABLE, Broker, acl_from_iot_policy  # noqa: E402
 from loop.certs import tls_context  # noqa: E402
 from loop.cloud import CloudClient  # noqa: E402
+from loop.device_host import HostDevice  # noqa: E402
 from loop.iot_jobs import DEVICE_MESSAGE_LIMIT, LocalIotJobs, data_message_size  # noqa: E402
 from stacks.ota_updates import device_jobs_statements  # noqa: E402
 from tests.ota.board_double import BLOCK, BoardDouble  # noqa: E402
@@ -113,6 +115,11 @@ def main() -> None:
     firmware_in_the_loop(runs)
 
 
+def restarted(device: HostDevice, boots: int) -> Callable[[], bool]:
+    """Whether `device` has booted again since it had booted `boots` times."""
+    return lambda: device.boots > boots
+
+
 def firmware_in_the_loop(runs: int) -> None:
     """Updates the real firmware in the local loop `runs` times, upper-casing and reversing
     in turn, and prints the time to the restart into the new app and to SUCCEEDED."""
@@ -133,7 +140,7 @@ def firmware_in_the_loop(runs: int) -> None:
             boots = device.boots
             started = time.perf_counter()
             update = loop.start_update(app, echo=lambda line: None)
-            assert loop.wait_for(lambda b=boots: device.boots > b, timeout=60, poll=0.001)
+            assert loop.wait_for(restarted(device, boots), timeout=60, poll=0.001)
             to_restart.append(time.perf_counter() - started)
             assert loop.text("Oozy rat in a sanitary zoo.").status == 200
             assert update.result(timeout=60) == 0, "the update did not succeed"

@@ -39,7 +39,7 @@ import no_such_module
 def handle(message):
     return no_such_module.answer(message)
 """
-FAILS_ON_MESSAGE_APP = """# Imports, then fails on its first message (a field messages lack): rolled back.
+FAILS_ON_MESSAGE_APP = """# Fails on its first message (reads a field messages lack): rolled back.
 def handle(message):
     return message["Text"].upper()
 """

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import shutil
 import sys
 import threading
@@ -143,6 +142,7 @@ class HostDevice:
             "boot_message": boot_message,
             "shadow_interval_s": 300,
         }
+        self.thing = thing
         self.root = root
         if not root.is_dir():
             root.mkdir(parents=True)
@@ -193,7 +193,7 @@ class HostDevice:
             ntp=None,  # the host's clock is already right: no NTP
             ssl=self.context,
             wdt=None,  # no hardware watchdog on the host
-            uid=self.config["thing"].encode(),
+            uid=self.thing.encode(),
             keepalive=30,
             poll_ms=5,
             log=self.log,
@@ -216,7 +216,7 @@ class HostDevice:
             # the one it replaced, and CPython would run the stale bytecode.
             writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
             try:
-                if os.path.exists(root + self._smslink.JOURNAL):
+                if (self.root / self._smslink.JOURNAL).exists():
                     smstrial = _board_module("smstrial")
                     handle: Callable[[dict[str, Any]], Any] = smstrial.boot(
                         root, self._reset, self.log

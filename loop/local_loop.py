@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import contract
+from device.tool.ota import update_devices
 from loop.apigw_vtl import HttpResponse
 from loop.aws_local import REGION, LocalResources, MotoServer, find_by_path
 from loop.broker import CLOUD_USER, Broker, acl_from_iot_policy
 from loop.certs import tls_context
 from loop.cloud import CloudClient, IotDataStandIn, RuleQuery, RuleRouter
-from device.tool.ota import update_devices
 from loop.device_host import HostDevice
 from loop.failure_records import rule_error_record
 from loop.iot_jobs import ACCOUNT, LocalIotJobs
@@ -50,7 +50,6 @@ from loop.twilio_proxy import TwilioProxy
 from loop.twilio_webhook import SENDER_PHONE, TwilioWebhook
 from loop.webhook_server import WebhookEndpoint
 from stacks.settings import EnvironmentSettings, parse_environment
-
 
 OTA_BUCKET = "local-ota"
 """The update bucket of the local IoT Jobs model."""
