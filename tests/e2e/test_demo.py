@@ -38,17 +38,22 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_demo_texts_the_device_and_prints_the_reply() -> None:
+def demo_output(*args: str) -> str:
+    """What `python -m loop.demo ARGS` prints; it must exit 0."""
     result = subprocess.run(
-        [sys.executable, "-m", "loop.demo"],
+        [sys.executable, "-m", "loop.demo", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=300,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    out = result.stdout
+    return result.stdout
+
+
+def test_demo_texts_the_device_and_prints_the_reply() -> None:
+    out = demo_output()
     for hop in ("phone → Twilio", "receive → IoT", "device dev-reverser", "send → Twilio"):
         assert hop in out
     assert "Twilio (mock) received" in out
@@ -57,16 +62,7 @@ def test_demo_texts_the_device_and_prints_the_reply() -> None:
 
 
 def test_demo_ota_updates_the_board_and_shows_two_rollbacks() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "loop.demo", "--ota"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    out = result.stdout
+    out = demo_output("--ota")
     assert "Body 'OOZY RAT IN A SANITARY ZOO.'" in out  # the new app answered
     for outcome in (
         "SUCCEEDED",

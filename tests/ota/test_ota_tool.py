@@ -136,7 +136,9 @@ def board(device: Device) -> Iterator[BoardDouble]:
     double.close()
 
 
-def run_update(jobs: LocalIotJobs, timeout_s: float = 30) -> tuple[int, list[str]]:
+def run_update(
+    jobs: LocalIotJobs, timeout_s: float = 30, *, ship_source: bool = False
+) -> tuple[int, list[str]]:
     """One update of THING through the local model: exit status and printed lines."""
     lines: list[str] = []
     status = update_devices(
@@ -146,6 +148,7 @@ def run_update(jobs: LocalIotJobs, timeout_s: float = 30) -> tuple[int, list[str
         api=jobs,
         timeout_s=timeout_s,
         poll_s=0.05,
+        ship_source=ship_source,
         echo=lines.append,
         now=NOW,
     )
@@ -174,18 +177,7 @@ def test_an_update_reaches_the_board_and_succeeds(jobs: LocalIotJobs, board: Boa
 def test_a_source_update_ships_the_py_files_uncompiled(
     jobs: LocalIotJobs, board: BoardDouble
 ) -> None:
-    lines: list[str] = []
-    status = update_devices(
-        env="dev",
-        things=[THING],
-        outputs=OUTPUTS,
-        api=jobs,
-        timeout_s=30,
-        poll_s=0.05,
-        ship_source=True,
-        echo=lines.append,
-        now=NOW,
-    )
+    status, lines = run_update(jobs, ship_source=True)
     assert status == 0, "\n".join(lines)
     assert board.installed == {
         "app.py": (BOARD_SOURCES / "app.py").read_bytes(),
