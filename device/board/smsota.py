@@ -252,7 +252,7 @@ def _take(device, execution, token):
     root = device.root
     stream_id, files = plan(execution, device.config["thing"], _free(root))
     names = [entry["name"] for entry in files]
-    retire = [_other(name) for name in names if exists(root + _other(name))]
+    retire = [n for n in map(_other, names) if n not in names and exists(root + n)]
     for name in names + retire:  # leftovers of an interrupted attempt
         discard(root + name + ".new")
         discard(root + name + ".old")
