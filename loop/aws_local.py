@@ -8,6 +8,7 @@ resolve it to real ones.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import urllib.request
@@ -59,8 +60,15 @@ class MotoServer:
         return resource
 
     def close(self) -> None:
-        """Stops the server."""
-        self._server.stop()
+        """Empties moto and stops the server: moto's state belongs to the process, so the
+        next loop started in it (another test module's) would find this one's tables."""
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            connection.request("POST", "/moto-api/reset")
+            connection.getresponse().read()
+            connection.close()
+        finally:
+            self._server.stop()
 
 
 class LocalResources:

@@ -15,6 +15,7 @@ from stacks.device_fleet import DeviceFleet
 from stacks.device_shard import NumberWebhookSettings
 from stacks.monitoring import Monitoring
 from stacks.nag import acknowledge
+from stacks.ota_updates import OtaUpdates
 from stacks.outbound_messaging import OutboundMessaging
 from stacks.settings import EnvironmentSettings
 from stacks.status_callback import StatusCallback
@@ -147,6 +148,7 @@ class TextDeviceStack(Stack):
             if self.number_webhook is not None
             else None,
         )
+        self.ota = OtaUpdates(self, "OtaUpdates", removal_policy=removal)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -213,3 +215,5 @@ class TextDeviceStack(Stack):
         CfnOutput(self, contract.DEVICE_POLICY_NAME_OUTPUT, value=self.fleet.policy.ref)
         CfnOutput(self, contract.BINDINGS_TABLE_OUTPUT, value=self.bindings.table.table_name)
         CfnOutput(self, contract.TOPIC_PREFIX_OUTPUT, value=prefix)
+        CfnOutput(self, contract.OTA_BUCKET_OUTPUT, value=self.ota.bucket.bucket_name)
+        CfnOutput(self, contract.OTA_STREAM_ROLE_OUTPUT, value=self.ota.stream_role.role_arn)
