@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,10 +34,6 @@ class MotoServer:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         self.url = f"http://127.0.0.1:{self.port}"
-        # moto's backends live in this process, shared by every server it starts: a loop
-        # started after another (two test modules) must not see the first one's tables.
-        reset = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310
-        urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310 (loopback)
 
     def _connection(self) -> dict[str, str]:
         """Where and as whom boto3 talks to this server."""
