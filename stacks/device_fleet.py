@@ -23,6 +23,16 @@ def outbound_topic(prefix: str, thing: str) -> str:
     return f"{prefix}/{thing}/outbound"
 
 
+def ack_topic(prefix: str, thing: str) -> str:
+    """The topic a device confirms a message on (`{"Id": ...}`): it leaves the mailbox."""
+    return f"{prefix}/{thing}/ack"
+
+
+def redeliver_topic(prefix: str, thing: str) -> str:
+    """The topic a device asks on, after connecting without a session, for its mailbox."""
+    return f"{prefix}/{thing}/redeliver"
+
+
 def certificate_output_name(thing: str) -> str:
     """Name of the stack output with `thing`'s certificate id: letters and digits only,
     `dev-reverser` -> `CertificateDevReverser`. `device/tool/cloud.py` reads it by the same
@@ -115,6 +125,15 @@ class DeviceFleet(Construct):
                         "Resource": [
                             arn(f"topic/{own_outbound}"),
                             arn(f"topic/$aws/things/{THING_VARIABLE}/shadow/update"),
+                        ],
+                    },
+                    {
+                        "Sid": "PublishOwnMailboxRequests",
+                        "Effect": "Allow",
+                        "Action": "iot:Publish",
+                        "Resource": [
+                            arn(f"topic/{ack_topic(topic_prefix, THING_VARIABLE)}"),
+                            arn(f"topic/{redeliver_topic(topic_prefix, THING_VARIABLE)}"),
                         ],
                     },
                 ],

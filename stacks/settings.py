@@ -11,6 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lambdas.receive.payload_limit import (
+    MAX_DEVICE_PAYLOAD_BYTES,
+    largest_body_limit,
+    worst_case_payload_bytes,
+)
+
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 # AWS IoT thing names: letters, digits, colon, underscore, hyphen; 128 characters at most.
 THING_NAME = re.compile(r"^[A-Za-z0-9_:-]{1,128}$")
@@ -39,6 +45,8 @@ FORWARDABLE_FIELDS = frozenset(
         "ReferralNumMedia",
     }
 )
+# What the sweeper does with a message its device did not take within the retention.
+MAILBOX_EXPIRY_ACTIONS = ("count", "notify_sender")
 LOG_RETENTION_DAYS = frozenset(
     {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557}
 )
@@ -74,6 +82,14 @@ class EnvironmentSettings:
     throttle_burst_limit: int = 20
     retain_data: bool = False
     """Keep tables, queues and logs when the stack is deleted (set for prod)."""
+    # -- mailbox (issue 12) --
+    mailbox_retention_days: int = 7
+    """How long a message waits in the mailbox for its device before it expires."""
+    mailbox_expiry_action: str = "count"
+    """`count`: expired messages are counted (metric) and logged by Id; `notify_sender`:
+    also text the sender that the device did not get the message."""
+    mailbox_alarm_age_minutes: int = 60
+    """Alarm when the oldest message still waiting for a device is older than this."""
 
     @property
     def stack_name(self) -> str:
@@ -123,6 +139,14 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentSettings:
     bad = sorted(set(extra) - FORWARDABLE_FIELDS)
     if bad:
         raise fail(f"'extra_fields' has unknown webhook parameter(s) {', '.join(bad)}")
+    worst = worst_case_payload_bytes(body_limit, extra)
+    if worst > MAX_DEVICE_PAYLOAD_BYTES:
+        raise fail(
+            f"'body_limit' {body_limit} cannot fit the board: in the worst case (6-byte "
+            f"escaped characters, 10 media, the extra fields) a message takes {worst} bytes, "
+            f"more than the {MAX_DEVICE_PAYLOAD_BYTES} bytes the ESP8266 can receive; at most "
+            f"{largest_body_limit(extra)} with these extra fields"
+        )
     allow = tuple(raw.get("destination_allow_list", ()))
     for number in allow:
         if not isinstance(number, str) or not E164.match(number):
@@ -139,6 +163,15 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentSettings:
     for flag in ("status_callback", "configure_twilio_number", "retain_data"):
         if not isinstance(raw.get(flag, False), bool):
             raise fail(f"'{flag}' must be true or false")
+    mailbox_retention = raw.get("mailbox_retention_days", 7)
+    if not isinstance(mailbox_retention, int) or not 1 <= mailbox_retention <= 14:
+        raise fail("'mailbox_retention_days' must be an integer from 1 to 14")
+    expiry_action = raw.get("mailbox_expiry_action", "count")
+    if expiry_action not in MAILBOX_EXPIRY_ACTIONS:
+        raise fail(f"'mailbox_expiry_action' must be one of {', '.join(MAILBOX_EXPIRY_ACTIONS)}")
+    alarm_age = raw.get("mailbox_alarm_age_minutes", 60)
+    if not isinstance(alarm_age, int) or alarm_age < 5:
+        raise fail("'mailbox_alarm_age_minutes' must be an integer of at least 5")
 
     return EnvironmentSettings(
         name=name,
@@ -157,4 +190,7 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentSettings:
         throttle_rate_limit=float(rate),
         throttle_burst_limit=burst,
         retain_data=raw.get("retain_data", False),
+        mailbox_retention_days=mailbox_retention,
+        mailbox_expiry_action=expiry_action,
+        mailbox_alarm_age_minutes=alarm_age,
     )

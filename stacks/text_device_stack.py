@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack, aws_iam, aws_logs
+from aws_cdk import CfnOutput, RemovalPolicy, Stack, aws_cloudwatch_actions, aws_iam, aws_logs
 from constructs import Construct
 
 from stacks.device_fleet import (
@@ -14,6 +14,7 @@ from stacks.device_fleet import (
     inbound_topic,
     outbound_topic,
 )
+from stacks.mailbox import Mailbox
 from stacks.monitoring import Monitoring
 from stacks.outbound_messaging import OutboundMessaging
 from stacks.settings import EnvironmentSettings
@@ -146,6 +147,31 @@ class TextDeviceStack(Stack):
             api=self.webhook.api,
             alarm_email=settings.alarm_email,
         )
+
+        # Every message waits in its device's mailbox until the device confirms it.
+        self.mailbox = Mailbox(
+            self,
+            "Mailbox",
+            environment_name=settings.name,
+            topic_prefix=settings.topic_prefix,
+            things=sorted(settings.devices),
+            inbound_topic_arns=self.fleet.inbound_topic_arns(),
+            retention_days=settings.mailbox_retention_days,
+            alarm_age_minutes=settings.mailbox_alarm_age_minutes,
+            rule_error_queue=self.outbound.rule_error_queue,
+            send_function=self.outbound.function
+            if settings.mailbox_expiry_action == "notify_sender"
+            else None,
+            log_retention=retention,
+            removal_policy=removal,
+        )
+        self.webhook.function.add_environment("MAILBOX_TABLE", self.mailbox.table.table_name)
+        self.webhook.function.add_environment(
+            "MAILBOX_RETENTION_SECONDS", str(self.mailbox.retention_seconds)
+        )
+        self.mailbox.grant_record(self.webhook.function)
+        for mailbox_alarm in (self.mailbox.age_alarm, self.mailbox.expired_alarm):
+            mailbox_alarm.add_alarm_action(aws_cloudwatch_actions.SnsAction(self.monitoring.topic))
 
         # Grants: each function gets exactly what its code calls.
         receive = self.webhook.function

@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from mailbox_record import MailboxRecorder
 from webhook import ConfigurationError, Publish, encode_message
 
 SECRET_MAX_AGE_SECONDS = 300
@@ -70,16 +71,19 @@ class SecretTokenSource:
 
 
 class InboundPublisher:
-    """Publishes a `Publish` decision with QoS 1, at most once per MessageSid (DynamoDB)."""
+    """Records a `Publish` decision in the device's mailbox, then publishes it with QoS 1,
+    at most once per MessageSid (DynamoDB)."""
 
     def __init__(
         self,
         iot_data: Any,
         persistence: BasePersistenceLayer,
         *,
+        mailbox: MailboxRecorder | None = None,
         expires_after_seconds: int = IDEMPOTENCY_SECONDS,
     ) -> None:
         self._iot_data = iot_data
+        self._mailbox = mailbox
         self._config = IdempotencyConfig(
             event_key_jmespath="Id",
             raise_on_no_idempotency_key=True,
@@ -95,7 +99,14 @@ class InboundPublisher:
         )(self._publish)
 
     def _publish(self, *, topic: str, message: dict[str, Any]) -> dict[str, Any]:
-        self._iot_data.publish(topic=topic, qos=1, payload=encode_message(message))
+        payload = encode_message(message)
+        if self._mailbox is not None:
+            # First durably, so a device that misses the publish still gets it later.
+            thing = topic.split("/")[1]
+            self._mailbox.record(
+                thing=thing, message_id=message["Id"], topic=topic, payload=payload
+            )
+        self._iot_data.publish(topic=topic, qos=1, payload=payload)
         return {"published": True}
 
     def publish(self, decision: Publish, lambda_context: Any) -> bool:

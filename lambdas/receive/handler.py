@@ -16,6 +16,7 @@ from typing import Any
 
 import boto3
 from adapters import InboundPublisher, SecretTokenSource
+from mailbox_record import MailboxRecorder
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
@@ -64,6 +65,7 @@ class Receiver:
                 message_sid=decision.message_sid,
                 body_length=decision.length,
                 body_limit=decision.limit,
+                payload_bytes=decision.payload_bytes,
             )
         elif isinstance(decision, Publish):
             published = self.publisher.publish(decision, context)
@@ -85,6 +87,8 @@ class Receiver:
 def receiver() -> Receiver:
     """Builds the Receiver from the environment on first use (cleared by tests)."""
     environ = os.environ
+    dynamodb = boto3.client("dynamodb")
+    mailbox_table = environ.get("MAILBOX_TABLE")
     return Receiver(
         config=ReceiveConfig.from_environ(environ),
         tokens=SecretTokenSource(
@@ -94,8 +98,13 @@ def receiver() -> Receiver:
         publisher=InboundPublisher(
             boto3.client("iot-data"),
             DynamoDBPersistenceLayer(
-                table_name=environ["IDEMPOTENCY_TABLE"], boto3_client=boto3.client("dynamodb")
+                table_name=environ["IDEMPOTENCY_TABLE"], boto3_client=dynamodb
             ),
+            mailbox=MailboxRecorder(
+                dynamodb, mailbox_table, int(environ["MAILBOX_RETENTION_SECONDS"])
+            )
+            if mailbox_table
+            else None,
         ),
     )
 

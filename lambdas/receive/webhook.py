@@ -8,7 +8,8 @@ rebuilds the URL Twilio signed, checks `X-Twilio-Signature` with twilio's
 - `Forbidden` / `BadRequest` exceptions: API Gateway maps their `Forbidden:` / `BadRequest:`
   message prefixes to 403 / 400 (see stacks/webhook_api.py);
 - `Unbound`: `To` is bound to no device, answer empty TwiML;
-- `TooLong`: the body exceeds the limit, answer TwiML that tells the sender the limit;
+- `TooLong`: the body exceeds the limit, or the whole message would exceed what the board
+  can receive (`MAX_DEVICE_PAYLOAD_BYTES`), answer TwiML that tells the sender;
 - `Publish`: the message for `{prefix}/{thing}/inbound` (DESIGN.md's contract).
 """
 
@@ -26,6 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from payload_limit import MAX_DEVICE_PAYLOAD_BYTES
 from twilio.request_validator import RequestValidator
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
@@ -393,14 +395,23 @@ class TooLong:
     message_sid: str
     length: int
     limit: int
+    payload_bytes: int | None = None
+    """Set when the body fits but the whole message (with its media and fields) does not."""
 
     @property
     def twiml(self) -> str:
         """A TwiML reply telling the sender the limit (nothing is published)."""
-        text = (
-            f"Sorry, messages to this number are limited to {self.limit} characters; "
-            f"yours had {self.length}. Please send a shorter message."
-        )
+        if self.payload_bytes is None:
+            text = (
+                f"Sorry, messages to this number are limited to {self.limit} characters; "
+                f"yours had {self.length}. Please send a shorter message."
+            )
+        else:
+            text = (
+                "Sorry, your message is too large for the device to receive "
+                f"({self.payload_bytes} bytes with its media; at most "
+                f"{MAX_DEVICE_PAYLOAD_BYTES}). Please send a shorter message or fewer pictures."
+            )
         return (
             '<?xml version="1.0" encoding="UTF-8"?><Response><Message>'
             f"{html.escape(text, quote=False)}</Message></Response>"
@@ -486,6 +497,15 @@ def decide(form: FormParams, config: ReceiveConfig) -> Decision:
         "Media": media,
         **extras,
     }
+    size = len(encode_message(message))
+    if size > MAX_DEVICE_PAYLOAD_BYTES:
+        return TooLong(
+            thing=thing,
+            message_sid=sid,
+            length=len(body),
+            limit=config.body_limit,
+            payload_bytes=size,
+        )
     return Publish(thing=thing, topic=f"{config.topic_prefix}/{thing}/inbound", message=message)
 
 

@@ -1,0 +1,235 @@
+"""The mailbox: every message for a device waits in DynamoDB until the device confirms it.
+
+AWS IoT keeps a persistent session's QoS 1 messages only for a while (1 hour by default)
+and `Publish` succeeds whether or not a device will ever receive the message. So the
+receive Lambda records each message here before publishing it; the device confirms it by
+Id on `{prefix}/{thing}/ack`, and after a connection without a session it asks on
+`{prefix}/{thing}/redeliver` for everything still waiting. A scheduled sweeper expires
+what waited longer than the retention (counted, and optionally the sender is told) and
+publishes the oldest waiting message's age, which an alarm watches.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from aws_cdk import (
+    Duration,
+    RemovalPolicy,
+    Stack,
+    aws_cloudwatch,
+    aws_dynamodb,
+    aws_events,
+    aws_events_targets,
+    aws_iam,
+    aws_iot,
+    aws_lambda,
+    aws_logs,
+    aws_sqs,
+)
+from constructs import Construct
+
+from stacks.device_fleet import ack_topic, redeliver_topic
+from stacks.python_function import BundledPythonFunction
+
+LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambdas" / "mailbox"
+BY_ARRIVAL = "by_arrival"
+"""Local secondary index: a device's messages sorted by `arrived` (read by lambdas/mailbox)."""
+SWEEP_EVERY = Duration.minutes(5)
+METRICS_NAMESPACE = "TextDevice"
+METRICS_SERVICE = "mailbox"
+REDELIVERY_TIMEOUT = Duration.seconds(60)
+"""Room for a long backlog: one IoT Publish per waiting message, a few ms each."""
+
+
+def device_request_sql(topic: str) -> str:
+    """Every device's requests on `topic` (a filter with `+` for the thing), with the
+    thing and the request named from the topic, never from the payload."""
+    # IoT SQL built from a validated topic level (settings.TOPIC_LEVEL), not user input.
+    return f"SELECT Id, topic(2) AS thing, topic(3) AS request FROM '{topic}'"  # noqa: S608
+
+
+class Mailbox(Construct):
+    """The mailbox table, the device-request Lambda and its two rules, the sweeper."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        environment_name: str,
+        topic_prefix: str,
+        things: Sequence[str],
+        inbound_topic_arns: Sequence[str],
+        retention_days: int,
+        alarm_age_minutes: int,
+        rule_error_queue: aws_sqs.IQueue,
+        send_function: aws_lambda.IFunction | None,
+        log_retention: aws_logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        """`send_function`: set to tell the sender when a message expires (else counted)."""
+        super().__init__(scope, construct_id)
+        self.retention_seconds = retention_days * 24 * 3600
+        self.table = aws_dynamodb.Table(
+            self,
+            "Table",
+            partition_key=aws_dynamodb.Attribute(
+                name="thing", type=aws_dynamodb.AttributeType.STRING
+            ),
+            sort_key=aws_dynamodb.Attribute(name="id", type=aws_dynamodb.AttributeType.STRING),
+            billing_mode=aws_dynamodb.BillingMode.PAY_PER_REQUEST,
+            time_to_live_attribute="expires_at",
+            point_in_time_recovery_specification=aws_dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            removal_policy=removal_policy,
+        )
+        self.table.add_local_secondary_index(
+            index_name=BY_ARRIVAL,
+            sort_key=aws_dynamodb.Attribute(name="arrived", type=aws_dynamodb.AttributeType.NUMBER),
+        )
+        environment = {
+            "MAILBOX_TABLE": self.table.table_name,
+            "MAILBOX_RETENTION_SECONDS": str(self.retention_seconds),
+            "THINGS": json.dumps(sorted(things)),
+            "ENVIRONMENT_NAME": environment_name,
+            "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        }
+        if send_function is not None:
+            environment["SEND_FUNCTION_NAME"] = send_function.function_name
+
+        self.requests = BundledPythonFunction(
+            self,
+            "DeviceRequests",
+            source_dir=LAMBDA_DIR,
+            handler="handler.on_device_request",
+            description="A device's mailbox requests: confirm a message, redeliver the waiting",
+            environment=environment,
+            log_retention=log_retention,
+            removal_policy=removal_policy,
+            timeout=REDELIVERY_TIMEOUT,
+        )
+        self.sweeper = BundledPythonFunction(
+            self,
+            "Sweeper",
+            source_dir=LAMBDA_DIR,
+            handler="handler.on_schedule",
+            description="Expires mailbox messages past the retention; reports the oldest age",
+            environment=environment,
+            log_retention=log_retention,
+            removal_policy=removal_policy,
+            timeout=REDELIVERY_TIMEOUT,
+        )
+        requests, sweeper = self.requests.function, self.sweeper.function
+        index_arn = f"{self.table.table_arn}/index/{BY_ARRIVAL}"
+        for function, actions in (
+            (requests, ["dynamodb:DeleteItem", "dynamodb:Query"]),
+            (sweeper, ["dynamodb:DeleteItem", "dynamodb:Query"]),
+        ):
+            function.add_to_role_policy(
+                aws_iam.PolicyStatement(actions=actions, resources=[self.table.table_arn, index_arn])
+            )
+        if inbound_topic_arns:
+            requests.add_to_role_policy(
+                aws_iam.PolicyStatement(actions=["iot:Publish"], resources=list(inbound_topic_arns))
+            )
+        if send_function is not None:
+            send_function.grant_invoke(sweeper)
+
+        error_role = aws_iam.Role(
+            self,
+            "RuleErrorRole",
+            assumed_by=aws_iam.ServicePrincipal("iot.amazonaws.com"),
+            description="Lets the mailbox rules put undeliverable requests in the error queue",
+        )
+        rule_error_queue.grant_send_messages(error_role)
+        self.rules: dict[str, aws_iot.CfnTopicRule] = {}
+        for name, topic in (
+            ("AckRule", ack_topic(topic_prefix, "+")),
+            ("RedeliverRule", redeliver_topic(topic_prefix, "+")),
+        ):
+            rule = aws_iot.CfnTopicRule(
+                self,
+                name,
+                topic_rule_payload=aws_iot.CfnTopicRule.TopicRulePayloadProperty(
+                    sql=device_request_sql(topic),
+                    aws_iot_sql_version="2016-03-23",
+                    rule_disabled=False,
+                    description=f"Device mailbox requests on {topic}",
+                    actions=[
+                        aws_iot.CfnTopicRule.ActionProperty(
+                            lambda_=aws_iot.CfnTopicRule.LambdaActionProperty(
+                                function_arn=requests.function_arn
+                            )
+                        )
+                    ],
+                    error_action=aws_iot.CfnTopicRule.ActionProperty(
+                        sqs=aws_iot.CfnTopicRule.SqsActionProperty(
+                            queue_url=rule_error_queue.queue_url,
+                            role_arn=error_role.role_arn,
+                            use_base64=False,
+                        )
+                    ),
+                ),
+            )
+            requests.add_permission(
+                f"InvokeBy{name}",
+                principal=aws_iam.ServicePrincipal("iot.amazonaws.com"),
+                source_arn=rule.attr_arn,
+                source_account=Stack.of(self).account,
+            )
+            self.rules[name] = rule
+
+        self.schedule = aws_events.Rule(
+            self,
+            "SweepSchedule",
+            schedule=aws_events.Schedule.rate(SWEEP_EVERY),
+            targets=[aws_events_targets.LambdaFunction(sweeper, retry_attempts=2)],
+        )
+        self.oldest_pending_age = aws_cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE,
+            metric_name="OldestPendingAgeSeconds",
+            dimensions_map={"environment": environment_name, "service": METRICS_SERVICE},
+            period=SWEEP_EVERY,
+            statistic="Maximum",
+        )
+        self.expired_messages = aws_cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE,
+            metric_name="ExpiredMessages",
+            dimensions_map={"environment": environment_name, "service": METRICS_SERVICE},
+            period=SWEEP_EVERY,
+            statistic="Sum",
+        )
+        self.age_alarm = aws_cloudwatch.Alarm(
+            self,
+            "OldestPendingAlarm",
+            metric=self.oldest_pending_age,
+            threshold=alarm_age_minutes * 60,
+            evaluation_periods=1,
+            comparison_operator=aws_cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=aws_cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=(
+                f"A message has waited more than {alarm_age_minutes} minutes for its device: "
+                "the device is offline or does not confirm what it takes."
+            ),
+        )
+        self.expired_alarm = aws_cloudwatch.Alarm(
+            self,
+            "ExpiredAlarm",
+            metric=self.expired_messages,
+            threshold=0,
+            evaluation_periods=1,
+            comparison_operator=aws_cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=aws_cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="A message expired in the mailbox: its device never took it.",
+        )
+
+    def grant_record(self, function: aws_lambda.IFunction) -> None:
+        """Lets the receive Lambda record messages: PutItem on the table, not its index."""
+        function.add_to_role_policy(
+            aws_iam.PolicyStatement(actions=["dynamodb:PutItem"], resources=[self.table.table_arn])
+        )
