@@ -53,6 +53,7 @@ class Device:
         base = cfg["topic_prefix"] + "/" + t + "/"  # topics are bytes for umqtt
         self.t_in = (base + "inbound").encode()
         self.t_out = (base + "outbound").encode()
+        self.t_ack = (base + "ack").encode()
         self.t_shadow = ("$aws/things/" + t + "/shadow/update").encode()
         # Device-originated Ids: thing, board, boot and a counter make them unique.
         h = ""
@@ -143,6 +144,7 @@ class Device:
         # means redelivery, and the reply Id (from the inbound Id) deduplicates.
         if topic != self.t_in:
             return
+        m = out = None
         try:
             m = smscore.parse_inbound(raw)
             out = smscore.reply_for(m, self.handle(m))
@@ -150,9 +152,10 @@ class Device:
             self.dropped += 1
             r = e.args[0] if isinstance(e, smscore.Drop) else "app " + type(e).__name__
             self.log("drop: " + r)
-            return
         if out is not None:
             self.c.publish(self.t_out, out)  # network errors escape: no ack, redelivery
+        if m is not None:  # taken (answered or not): it leaves the cloud's mailbox
+            self.c.publish(self.t_ack, smscore.ack(m["Id"]))
 
     def _connect(self):
         gc.collect()  # TLS wants large contiguous blocks
@@ -185,6 +188,8 @@ class Device:
         self._feed()
         # Subscribing again is harmless when the session survived, needed when it expired.
         c.subscribe(self.t_in, 1)
+        if not present:  # expired, reflashed, failed over: ask the mailbox, now subscribed
+            c.publish(self.t_ack[:-3] + b"redeliver", b"{}")  # rare: no resident topic
         self.fails = 0
         self.t_ping = clock.ticks_ms()
         self.log("mqtt: connected, session " + ("resumed" if present else "new"))
