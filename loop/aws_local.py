@@ -69,6 +69,11 @@ class LocalResources:
                     KeySchema=properties["KeySchema"],
                     AttributeDefinitions=properties["AttributeDefinitions"],
                     BillingMode="PAY_PER_REQUEST",
+                    **(
+                        {"LocalSecondaryIndexes": properties["LocalSecondaryIndexes"]}
+                        if "LocalSecondaryIndexes" in properties
+                        else {}
+                    ),
                 )
                 self.refs[logical_id] = logical_id
                 self.arns[logical_id] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{logical_id}"

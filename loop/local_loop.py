@@ -41,6 +41,7 @@ from loop.certs import tls_context
 from loop.cloud import CloudClient, IotDataStandIn, RuleQuery, RuleRouter
 from loop.device_host import HostDevice
 from loop.lambda_runtime import LambdaError, LocalFunction
+from loop.mailbox_local import LocalMailbox
 from loop.prism import TEST_ACCOUNT_SID, FaultProxy, PrismServer
 from loop.stack import ROOT, cdk_context, synthesized_template
 from loop.webhook_server import WebhookEndpoint
@@ -111,8 +112,12 @@ class LocalLoop:
         retry_delay_s: float = 0.2,
         receive_concurrency: int = 4,
         send_concurrency: int = 4,
+        mailbox_environment: Mapping[str, str] | None = None,
     ) -> None:
+        """`mailbox_environment`: variables set on the mailbox Lambdas over the template's
+        (a test shortens `MAILBOX_RETENTION_SECONDS`)."""
         self.workdir = workdir
+        self._mailbox_environment = mailbox_environment
         self.trace = Trace(echo=echo)
         self.received: dict[str, list[dict[str, Any]]] = {}
         """Per thing, every message its app was handed, in order."""
@@ -213,7 +218,7 @@ class LocalLoop:
         )
         failure_queue = invoke_config["DestinationConfig"]["OnFailure"]["Destination"]
         self.dead_letter_queue_id = failure_queue["Fn::GetAtt"][0]
-        rule = next(r for r in resources.values() if r["Type"] == "AWS::IoT::TopicRule")
+        rule = resources[find_by_path(self.template, "AWS::IoT::TopicRule", "OutboundRule")]
         payload = rule["Properties"]["TopicRulePayload"]
         self.rule_error_queue_id = payload["ErrorAction"]["Sqs"]["QueueUrl"]["Ref"]
         self.rule_sql = payload["Sql"]
@@ -229,6 +234,18 @@ class LocalLoop:
             on_match=self._on_outbound,
         )
         self._closers.append(self.router.close)
+        self.mailbox = LocalMailbox(
+            template=self.template,
+            aws=self.aws,
+            cloud=self.cloud,
+            endpoints=endpoints,
+            workdir=workdir,
+            retry_delay_s=retry_delay_s,
+            on_event=self.trace.add,
+            on_rule_error=self._rule_error,
+            environment_overrides=self._mailbox_environment,
+        )
+        self._closers.append(self.mailbox.close)
 
         self.receive.warm_up()
         self.send.warm_up()
@@ -276,6 +293,22 @@ class LocalLoop:
     def stop_device(self, thing: str) -> None:
         """Powers the board off (clean disconnect; the broker keeps its QoS 1 messages)."""
         self.devices.pop(thing).stop()
+
+    def expire_session(self, thing: str) -> None:
+        """The broker forgets `thing`'s session, as when it stayed away past the expiry."""
+        self.broker.expire_session(thing)
+        self.trace.add("broker", f"session of {thing} expired")
+
+    def pending(self, thing: str) -> list[dict[str, Any]]:
+        """The messages waiting in `thing`'s mailbox (the stored payloads, oldest first)."""
+        table = find_by_path(self.template, "AWS::DynamoDB::Table", "Mailbox/Table/Resource")
+        items = self.moto.client("dynamodb").query(
+            TableName=self.aws.refs[table],
+            IndexName="by_arrival",
+            KeyConditionExpression="thing = :thing",
+            ExpressionAttributeValues={":thing": {"S": thing}},
+        )["Items"]
+        return [json.loads(item["payload"]["S"]) for item in items]
 
     def _device_app(self, thing: str) -> Callable[[dict[str, Any]], Any]:
         from loop.device_host import board_app

@@ -131,7 +131,9 @@ class Mailbox(Construct):
             (sweeper, ["dynamodb:DeleteItem", "dynamodb:Query"]),
         ):
             function.add_to_role_policy(
-                aws_iam.PolicyStatement(actions=actions, resources=[self.table.table_arn, index_arn])
+                aws_iam.PolicyStatement(
+                    actions=actions, resources=[self.table.table_arn, index_arn]
+                )
             )
         if inbound_topic_arns:
             requests.add_to_role_policy(

@@ -99,9 +99,7 @@ class Redelivery:
 
     def publish(self, message: Pending) -> None:
         """QoS 1, the same topic and bytes: the device cannot tell it from the first try."""
-        self._iot_data.publish(
-            topic=message.topic, qos=1, payload=message.payload.encode("utf-8")
-        )
+        self._iot_data.publish(topic=message.topic, qos=1, payload=message.payload.encode("utf-8"))
 
 
 class SenderNotifier:

@@ -46,9 +46,7 @@ class MailboxRecorder:
                     "arrived": {"N": str(int(now * 1000))},
                     "topic": {"S": topic},
                     "payload": {"S": payload.decode("utf-8")},
-                    "expires_at": {
-                        "N": str(int(now) + self._retention + TTL_GRACE_SECONDS)
-                    },
+                    "expires_at": {"N": str(int(now) + self._retention + TTL_GRACE_SECONDS)},
                 },
                 ConditionExpression="attribute_not_exists(id)",
             )

@@ -28,9 +28,9 @@ MAX_DEVICE_PAYLOAD_BYTES = TLS_RECORD_PLAINTEXT_BYTES - MQTT_PUBLISH_FRAMING_BYT
 WORST_BYTES_PER_BODY_CHARACTER = 6
 """A control character is written as `\\u00XX` (6 bytes); any other character takes at
 most 4 bytes of UTF-8 (`"` and `\\` take 2)."""
-WORST_ENVELOPE_BYTES = len(
-    '{"Type":"Incoming","Id":"","From":"","To":"","Body":"","Media":[]}'
-) + (34 + 2 * 48)
+WORST_ENVELOPE_BYTES = len('{"Type":"Incoming","Id":"","From":"","To":"","Body":"","Media":[]}') + (
+    34 + 2 * 48
+)
 """The contract's keys, a 34-character MessageSid and two addresses of up to 48 bytes
 (`whatsapp:+` and 15 digits, with room to spare)."""
 WORST_MEDIA_BYTES = len('{"Url":"","ContentType":""},') + 200 + 64

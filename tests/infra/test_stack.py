@@ -82,11 +82,17 @@ def test_device_policy_confines_each_device_to_its_own_client_id_and_topics(
         f"sms/{thing}/outbound",
         f"$aws/things/{thing}/shadow/update",
     ]
+    mailbox = [resolve_join(r) for r in by_sid["PublishOwnMailboxRequests"]["Resource"]]
+    assert [r.split(":topic/")[1] for r in mailbox] == [
+        f"sms/{thing}/ack",
+        f"sms/{thing}/redeliver",
+    ]
     assert set(by_sid) == {
         "ConnectAsOwnThingOnly",
         "SubscribeOwnInbound",
         "ReceiveOwnInbound",
         "PublishOwnOutboundAndShadow",
+        "PublishOwnMailboxRequests",
     }
 
 
