@@ -29,7 +29,7 @@ from loop.apigw_vtl import (
 from tests.conftest import ROOT, Synthesized
 
 RECEIVE_DIR = ROOT / "lambdas" / "receive"
-MODULES = ("webhook", "adapters", "handler")
+MODULES = ("payload_limit", "webhook", "mailbox_record", "adapters", "handler")
 TOKEN = "0123456789abcdef0123456789abcdef"
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"

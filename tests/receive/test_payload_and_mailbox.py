@@ -1,0 +1,206 @@
+"""The receive side of issue 12: the payload limit and the mailbox record before publish."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from lambdas.receive.payload_limit import (
+    MAX_DEVICE_PAYLOAD_BYTES,
+    TLS_RECORD_PLAINTEXT_BYTES,
+    largest_body_limit,
+    worst_case_payload_bytes,
+)
+from loop.umqtt_host import publish_packet_bytes
+from stacks.settings import SettingsError, parse_environment
+from tests.conftest import ROOT
+from tests.receive.conftest import REGION, FakeContext, sms
+
+THING = "dev-reverser"
+NUMBER = "+15555550100"
+
+
+def config(receive: SimpleNamespace, **kwargs: Any) -> Any:
+    return receive.webhook.ReceiveConfig(
+        topic_prefix="sms", things_by_number={NUMBER: THING}, **kwargs
+    )
+
+
+def form_with_media(receive: SimpleNamespace, body: str, url_lengths: list[int]) -> Any:
+    pairs = [(k, v) for k, v in sms(body=body) if k != "NumMedia"]
+    pairs.append(("NumMedia", str(len(url_lengths))))
+    for n, length in enumerate(url_lengths):
+        url = "https://api.twilio.com/m/"
+        pairs += [(f"MediaUrl{n}", url + "x" * (length - len(url))), (f"MediaContentType{n}", "image/png")]
+    form = receive.webhook.FormParams()
+    for name, value in pairs:
+        form.setdefault(name, []).append(value)
+    return form
+
+
+def test_the_limit_is_the_tls_record_minus_the_largest_publish_framing() -> None:
+    assert TLS_RECORD_PLAINTEXT_BYTES == 5120  # axTLS RT_MAX_PLAIN_LENGTH + RT_EXTRA
+    assert MAX_DEVICE_PAYLOAD_BYTES == 4910
+    longest_topic = "p" * 64 + "/" + "t" * 128 + "/inbound"
+    assert publish_packet_bytes(longest_topic, MAX_DEVICE_PAYLOAD_BYTES) <= 5120
+
+
+def test_the_firmware_drops_what_the_cloud_may_not_publish() -> None:
+    core = (ROOT / "device" / "board" / "smscore.py").read_text()
+    assert f"MAX_RAW = const({MAX_DEVICE_PAYLOAD_BYTES})" in core
+
+
+def test_a_payload_at_the_limit_is_published_one_byte_over_tells_the_sender(
+    receive: SimpleNamespace,
+) -> None:
+    settings = config(receive)
+    lengths = [200] * 10
+    probe = receive.webhook.decide(form_with_media(receive, "hi 😀", lengths), settings)
+    assert isinstance(probe, receive.webhook.Publish)
+    spare = MAX_DEVICE_PAYLOAD_BYTES - len(probe.payload)
+    lengths[0] += spare
+    at_limit = receive.webhook.decide(form_with_media(receive, "hi 😀", lengths), settings)
+    assert isinstance(at_limit, receive.webhook.Publish)
+    assert len(at_limit.payload) == MAX_DEVICE_PAYLOAD_BYTES
+    lengths[0] += 1
+    over = receive.webhook.decide(form_with_media(receive, "hi 😀", lengths), settings)
+    assert isinstance(over, receive.webhook.TooLong)
+    assert over.payload_bytes == MAX_DEVICE_PAYLOAD_BYTES + 1
+    assert "too large for the device" in over.twiml
+    assert f"({MAX_DEVICE_PAYLOAD_BYTES + 1} bytes" in over.twiml
+
+
+def test_the_worst_case_of_the_default_body_limit_fits() -> None:
+    assert worst_case_payload_bytes(160) <= MAX_DEVICE_PAYLOAD_BYTES
+    assert worst_case_payload_bytes(largest_body_limit()) <= MAX_DEVICE_PAYLOAD_BYTES
+    assert worst_case_payload_bytes(largest_body_limit() + 1) > MAX_DEVICE_PAYLOAD_BYTES
+    # Free-text extra fields leave less room for the body.
+    assert largest_body_limit(("FromCity", "ToCity")) < largest_body_limit(("FromCountry",))
+
+
+@pytest.mark.parametrize(
+    ("raw", "fits"),
+    [
+        ({"body_limit": 160}, True),
+        ({"body_limit": 160, "extra_fields": ["FromCountry", "NumSegments"]}, True),
+        ({"body_limit": 1600}, False),
+        ({"body_limit": 300, "extra_fields": ["FromCity", "ToCity", "ProfileName"]}, False),
+    ],
+)
+def test_synth_refuses_a_body_limit_that_cannot_fit_naming_the_key(
+    raw: dict[str, Any], fits: bool
+) -> None:
+    if fits:
+        parse_environment("dev", {"region": REGION, **raw})
+        return
+    with pytest.raises(SettingsError, match="'body_limit'") as error:
+        parse_environment("dev", {"region": REGION, **raw})
+    assert str(MAX_DEVICE_PAYLOAD_BYTES) in str(error.value)
+    assert "environments.dev" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("mailbox_retention_days", 0),
+        ("mailbox_retention_days", 15),
+        ("mailbox_expiry_action", "drop"),
+        ("mailbox_alarm_age_minutes", 1),
+    ],
+)
+def test_mailbox_settings_are_validated(key: str, value: object) -> None:
+    with pytest.raises(SettingsError, match=f"'{key}'"):
+        parse_environment("dev", {"region": REGION, key: value})
+
+
+# -- the mailbox record ---------------------------------------------------------------------
+
+
+class Recorder:
+    """IoT data's `publish`, recording what was in the mailbox at the time."""
+
+    def __init__(self, dynamodb: Any) -> None:
+        self.dynamodb = dynamodb
+        self.calls: list[tuple[str, bytes, int]] = []
+        self.fail = False
+
+    def publish(self, *, topic: str, qos: int, payload: bytes) -> None:
+        items = self.dynamodb.scan(TableName="mailbox")["Items"]
+        assert items, "published before the message was recorded"
+        if self.fail:
+            self.fail = False
+            raise OSError("IoT is unreachable")
+        self.calls.append((topic, payload, qos))
+
+
+@pytest.fixture
+def aws(aws_env: None) -> Iterator[Any]:
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        dynamodb.create_table(
+            TableName="mailbox",
+            KeySchema=[
+                {"AttributeName": "thing", "KeyType": "HASH"},
+                {"AttributeName": "id", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "thing", "AttributeType": "S"},
+                {"AttributeName": "id", "AttributeType": "S"},
+                {"AttributeName": "arrived", "AttributeType": "N"},
+            ],
+            LocalSecondaryIndexes=[
+                {
+                    "IndexName": "by_arrival",
+                    "KeySchema": [
+                        {"AttributeName": "thing", "KeyType": "HASH"},
+                        {"AttributeName": "arrived", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        dynamodb.create_table(
+            TableName="idempotency",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield dynamodb
+
+
+def test_a_message_is_recorded_before_it_is_published_and_once_per_sid(
+    receive: SimpleNamespace, aws: Any
+) -> None:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+    iot = Recorder(aws)
+    clock = iter([1000.0, 1001.0, 1002.0])
+    publisher = receive.adapters.InboundPublisher(
+        iot,
+        DynamoDBPersistenceLayer(table_name="idempotency", boto3_client=aws),
+        mailbox=receive.mailbox_record.MailboxRecorder(
+            aws, "mailbox", 7 * 86400, clock=lambda: next(clock)
+        ),
+    )
+    decision = receive.webhook.decide(form_with_media(receive, "hello", []), config(receive))
+    iot.fail = True  # the first attempt records, then fails to publish: Twilio retries
+    with pytest.raises(OSError):
+        publisher.publish(decision, FakeContext())
+    assert publisher.publish(decision, FakeContext()) is True
+    assert publisher.publish(decision, FakeContext()) is False  # a repeated webhook
+    [item] = aws.scan(TableName="mailbox")["Items"]
+    assert item["thing"]["S"] == THING
+    assert item["id"]["S"] == decision.message["Id"]
+    assert item["arrived"]["N"] == "1000000"  # the first arrival is kept
+    assert item["topic"]["S"] == f"sms/{THING}/inbound"
+    assert item["payload"]["S"].encode() == decision.payload  # exactly what was published
+    assert int(item["expires_at"]["N"]) > 1000 + 7 * 86400  # TTL only backs the sweeper up
+    assert iot.calls == [(f"sms/{THING}/inbound", decision.payload, 1)]
+    assert json.loads(iot.calls[0][1])["Body"] == "hello"
