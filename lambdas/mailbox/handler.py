@@ -114,9 +114,6 @@ class MailboxRuntime:
             first = self.store.oldest(thing)
             if first is not None:
                 oldest = max(oldest, age_seconds(now, first.arrived_ms))
-        metrics.add_dimension(name="environment", value=self.environment)
-        metrics.add_metric(name="OldestPendingAgeSeconds", unit=MetricUnit.Seconds, value=oldest)
-        metrics.add_metric(name="ExpiredMessages", unit=MetricUnit.Count, value=expired)
         return {"expired": expired, "oldest_pending_age_seconds": oldest}
 
 
@@ -135,5 +132,14 @@ def on_device_request(event: Any, context: LambdaContext) -> dict[str, Any]:
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def on_schedule(event: Any, context: LambdaContext) -> dict[str, Any]:
-    """EventBridge schedule: the sweeper."""
-    return runtime().sweep()
+    """EventBridge schedule: the sweeper; its report becomes the environment's metrics."""
+    current = runtime()
+    report = current.sweep()
+    metrics.add_dimension(name="environment", value=current.environment)
+    metrics.add_metric(
+        name="OldestPendingAgeSeconds",
+        unit=MetricUnit.Seconds,
+        value=report["oldest_pending_age_seconds"],
+    )
+    metrics.add_metric(name="ExpiredMessages", unit=MetricUnit.Count, value=report["expired"])
+    return report
