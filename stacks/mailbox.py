@@ -140,7 +140,12 @@ class Mailbox(Construct):
                 aws_iam.PolicyStatement(actions=["iot:Publish"], resources=list(inbound_topic_arns))
             )
         if send_function is not None:
-            send_function.grant_invoke(sweeper)
+            # The unqualified function only (grant_invoke would add every version, `:*`).
+            sweeper.add_to_role_policy(
+                aws_iam.PolicyStatement(
+                    actions=["lambda:InvokeFunction"], resources=[send_function.function_arn]
+                )
+            )
 
         error_role = aws_iam.Role(
             self,
