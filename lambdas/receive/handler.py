@@ -16,11 +16,11 @@ from typing import Any
 
 import boto3
 from adapters import InboundPublisher, SecretTokenSource
-from mailbox_record import MailboxRecorder
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from mailbox_record import MailboxRecorder
 from webhook import (
     BadRequest,
     ConfigurationError,

@@ -123,7 +123,9 @@ def _media_sized_to(loop: LocalLoop, body: str, sid: str, size: int) -> list[tup
     base = len(json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode())
     pad = size - base
     assert pad > 0
-    media = [(url + "x" * (pad // 10 + (n < pad % 10)), kind) for n, (url, kind) in enumerate(media)]
+    media = [
+        (url + "x" * (pad // 10 + (n < pad % 10)), kind) for n, (url, kind) in enumerate(media)
+    ]
     return media
 
 

@@ -48,9 +48,7 @@ def test_mailbox_table_is_keyed_per_thing_and_sorted_by_arrival(synth: Synthesiz
 
 def test_receive_records_with_put_item_only_and_knows_the_retention(synth: Synthesized) -> None:  # noqa: F811
     table_id, _ = _by_path(synth, "AWS::DynamoDB::Table", "Mailbox/Table/Resource")
-    on_mailbox = [
-        s for s in _statements(synth, "WebhookReceive") if table_id in str(s["Resource"])
-    ]
+    on_mailbox = [s for s in _statements(synth, "WebhookReceive") if table_id in str(s["Resource"])]
     assert on_mailbox == [
         {
             "Action": "dynamodb:PutItem",

@@ -52,7 +52,7 @@ class FakeLambda:
     def __init__(self) -> None:
         self.invoked: list[dict[str, Any]] = []
 
-    def invoke(self, *, FunctionName: str, InvocationType: str, Payload: bytes) -> None:  # noqa: N803
+    def invoke(self, *, FunctionName: str, InvocationType: str, Payload: bytes) -> None:
         assert InvocationType == "Event" and FunctionName == "send"
         self.invoked.append(json.loads(Payload))
 
@@ -151,9 +151,7 @@ def test_an_ack_takes_the_message_out_once(world: SimpleNamespace) -> None:
         {"thing": THING, "request": "delete-all"},
     ],
 )
-def test_bad_requests_are_refused_and_take_nothing(
-    world: SimpleNamespace, event: object
-) -> None:
+def test_bad_requests_are_refused_and_take_nothing(world: SimpleNamespace, event: object) -> None:
     world.arrive(THING, "SMa", "a")
     result = world.runtime(False).device_request(event)
     assert result["outcome"] == "refused"

@@ -37,7 +37,10 @@ def form_with_media(receive: SimpleNamespace, body: str, url_lengths: list[int])
     pairs.append(("NumMedia", str(len(url_lengths))))
     for n, length in enumerate(url_lengths):
         url = "https://api.twilio.com/m/"
-        pairs += [(f"MediaUrl{n}", url + "x" * (length - len(url))), (f"MediaContentType{n}", "image/png")]
+        pairs += [
+            (f"MediaUrl{n}", url + "x" * (length - len(url))),
+            (f"MediaContentType{n}", "image/png"),
+        ]
     form = receive.webhook.FormParams()
     for name, value in pairs:
         form.setdefault(name, []).append(value)
