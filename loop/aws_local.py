@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,6 +34,12 @@ class MotoServer:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         self.url = f"http://127.0.0.1:{self.port}"
+        # moto's backends live in the process, not the server: a loop started after another
+        # one in the same process (a second test module) must not find the first's tables.
+        reset = f"{self.url}/moto-api/reset"
+        request = urllib.request.Request(reset, method="POST")  # noqa: S310 (loopback)
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 (loopback URL)
+            pass
 
     def client(self, service: str) -> Any:
         """A boto3 client of this server."""
