@@ -102,28 +102,32 @@ class Mailbox(Construct):
         if send_function is not None:
             environment["SEND_FUNCTION_NAME"] = send_function.function_name
 
-        self.requests = BundledPythonFunction(
-            self,
-            "DeviceRequests",
-            source_dir=LAMBDA_DIR,
-            handler="handler.on_device_request",
-            description="A device's mailbox requests: confirm a message, redeliver the waiting",
-            environment=environment,
-            log_retention=log_retention,
-            removal_policy=removal_policy,
-            timeout=REDELIVERY_TIMEOUT,
-        )
-        self.sweeper = BundledPythonFunction(
-            self,
-            "Sweeper",
-            source_dir=LAMBDA_DIR,
-            handler="handler.on_schedule",
-            description="Expires mailbox messages past the retention; reports the oldest age",
-            environment=environment,
-            log_retention=log_retention,
-            removal_policy=removal_policy,
-            timeout=REDELIVERY_TIMEOUT,
-        )
+        built = {
+            name: BundledPythonFunction(
+                self,
+                name,
+                source_dir=LAMBDA_DIR,
+                handler=handler,
+                description=description,
+                environment=environment,
+                log_retention=log_retention,
+                removal_policy=removal_policy,
+                timeout=REDELIVERY_TIMEOUT,
+            )
+            for name, handler, description in (
+                (
+                    "DeviceRequests",
+                    "handler.on_device_request",
+                    "A device's mailbox requests: confirm a message, redeliver the waiting",
+                ),
+                (
+                    "Sweeper",
+                    "handler.on_schedule",
+                    "Expires mailbox messages past the retention; reports the oldest age",
+                ),
+            )
+        }
+        self.requests, self.sweeper = built["DeviceRequests"], built["Sweeper"]
         requests, sweeper = self.requests.function, self.sweeper.function
         index_arn = f"{self.table.table_arn}/index/{BY_ARRIVAL}"
         for function, actions in (
@@ -197,42 +201,44 @@ class Mailbox(Construct):
             schedule=aws_events.Schedule.rate(SWEEP_EVERY),
             targets=[aws_events_targets.LambdaFunction(sweeper, retry_attempts=2)],
         )
-        self.oldest_pending_age = aws_cloudwatch.Metric(
-            namespace=METRICS_NAMESPACE,
-            metric_name="OldestPendingAgeSeconds",
-            dimensions_map={"environment": environment_name, "service": METRICS_SERVICE},
-            period=SWEEP_EVERY,
-            statistic="Maximum",
-        )
-        self.expired_messages = aws_cloudwatch.Metric(
-            namespace=METRICS_NAMESPACE,
-            metric_name="ExpiredMessages",
-            dimensions_map={"environment": environment_name, "service": METRICS_SERVICE},
-            period=SWEEP_EVERY,
-            statistic="Sum",
-        )
-        self.age_alarm = aws_cloudwatch.Alarm(
-            self,
+
+        def metric(name: str, statistic: str) -> aws_cloudwatch.Metric:
+            return aws_cloudwatch.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=name,
+                dimensions_map={"environment": environment_name, "service": METRICS_SERVICE},
+                period=SWEEP_EVERY,
+                statistic=statistic,
+            )
+
+        def alarm(
+            name: str, watched: aws_cloudwatch.Metric, threshold: int, why: str
+        ) -> aws_cloudwatch.Alarm:
+            return aws_cloudwatch.Alarm(
+                self,
+                name,
+                metric=watched,
+                threshold=threshold,
+                evaluation_periods=1,
+                comparison_operator=aws_cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=aws_cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description=why,
+            )
+
+        self.oldest_pending_age = metric("OldestPendingAgeSeconds", "Maximum")
+        self.expired_messages = metric("ExpiredMessages", "Sum")
+        self.age_alarm = alarm(
             "OldestPendingAlarm",
-            metric=self.oldest_pending_age,
-            threshold=alarm_age_minutes * 60,
-            evaluation_periods=1,
-            comparison_operator=aws_cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            treat_missing_data=aws_cloudwatch.TreatMissingData.NOT_BREACHING,
-            alarm_description=(
-                f"A message has waited more than {alarm_age_minutes} minutes for its device: "
-                "the device is offline or does not confirm what it takes."
-            ),
+            self.oldest_pending_age,
+            alarm_age_minutes * 60,
+            f"A message has waited more than {alarm_age_minutes} minutes for its device: "
+            "the device is offline or does not confirm what it takes.",
         )
-        self.expired_alarm = aws_cloudwatch.Alarm(
-            self,
+        self.expired_alarm = alarm(
             "ExpiredAlarm",
-            metric=self.expired_messages,
-            threshold=0,
-            evaluation_periods=1,
-            comparison_operator=aws_cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            treat_missing_data=aws_cloudwatch.TreatMissingData.NOT_BREACHING,
-            alarm_description="A message expired in the mailbox: its device never took it.",
+            self.expired_messages,
+            0,
+            "A message expired in the mailbox: its device never took it.",
         )
 
     def grant_record(self, function: aws_lambda.IFunction) -> None:

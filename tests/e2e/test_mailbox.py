@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from lambdas.receive.payload_limit import MAX_DEVICE_PAYLOAD_BYTES
-from loop.device_host import board_app
 from loop.local_loop import SENDER_PHONE, LocalLoop
+from tests.e2e.test_local_loop import replies_to, tag
 
 pytestmark = pytest.mark.e2e
 THING = "dev-reverser"
@@ -34,21 +34,6 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalLoop]:
         mailbox_environment={"MAILBOX_RETENTION_SECONDS": str(RETENTION_SECONDS)},
     ) as running:
         yield running
-
-
-def reverse(text: str) -> str:
-    reply = board_app().handle({"Body": text, "Media": []})
-    assert isinstance(reply, str)
-    return reply
-
-
-def replies_to(loop: LocalLoop, bodies: set[str]) -> list[dict[str, str]]:
-    wanted = {reverse(body) for body in bodies}
-    return [m for m in loop.sent_messages() if m.get("Body") in wanted]
-
-
-def tag() -> str:
-    return uuid.uuid4().hex[:8]
 
 
 def connected_without_session(loop: LocalLoop) -> bool:

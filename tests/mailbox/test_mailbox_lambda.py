@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_lambda_modules
 from tests.receive.conftest import FakeContext
 from tests.receive.test_payload_and_mailbox import aws  # noqa: F401 (fixture)
 
@@ -23,21 +22,7 @@ RETENTION = 7 * 86400
 THING = "dev-reverser"
 
 
-def _load() -> SimpleNamespace:
-    """The Lambda's modules as Lambda imports them, hidden from other Lambdas' `handler`."""
-    saved = {name: sys.modules.pop(name) for name in MODULES if name in sys.modules}
-    sys.path.insert(0, str(MAILBOX_DIR))
-    try:
-        loaded = {name: importlib.import_module(name) for name in MODULES}
-    finally:
-        sys.path.remove(str(MAILBOX_DIR))
-        for name in MODULES:
-            sys.modules.pop(name, None)
-        sys.modules.update(saved)
-    return SimpleNamespace(**loaded)
-
-
-MAILBOX = _load()
+MAILBOX = load_lambda_modules(MAILBOX_DIR, MODULES)
 
 
 class FakeIotData:

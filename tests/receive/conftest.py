@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import os
-import sys
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +24,7 @@ from loop.apigw_vtl import (
     default_context,
     invoke_in_process,
 )
-from tests.conftest import ROOT, Synthesized
+from tests.conftest import ROOT, Synthesized, load_lambda_modules
 
 RECEIVE_DIR = ROOT / "lambdas" / "receive"
 MODULES = ("payload_limit", "webhook", "mailbox_record", "adapters", "handler")
@@ -40,22 +38,7 @@ EXECUTE_API_URL = "https://abc123defg.execute-api.eu-west-1.amazonaws.com/v1/mes
 FORM = "application/x-www-form-urlencoded; charset=UTF-8"
 
 
-def _load_receive_modules() -> SimpleNamespace:
-    """Imports the Lambda's modules as Lambda would (its folder on sys.path), then hides them
-    from sys.modules so another Lambda's `handler` module cannot collide with this one."""
-    saved = {name: sys.modules.pop(name) for name in MODULES if name in sys.modules}
-    sys.path.insert(0, str(RECEIVE_DIR))
-    try:
-        loaded = {name: importlib.import_module(name) for name in MODULES}
-    finally:
-        sys.path.remove(str(RECEIVE_DIR))
-        for name in MODULES:
-            sys.modules.pop(name, None)
-        sys.modules.update(saved)
-    return SimpleNamespace(**loaded)
-
-
-RECEIVE = _load_receive_modules()
+RECEIVE = load_lambda_modules(RECEIVE_DIR, MODULES)
 
 
 @pytest.fixture(scope="session")
