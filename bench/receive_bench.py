@@ -150,6 +150,8 @@ def warm_latency(events: int) -> dict[str, list[float]]:
         "AWS_DEFAULT_REGION": "eu-west-1",
         "TWILIO_SECRET_NAME": "text-device/bench/twilio",
         "IDEMPOTENCY_TABLE": "bench-idempotency",
+        "MAILBOX_TABLE": "bench-mailbox",
+        "MAILBOX_RETENTION_SECONDS": str(7 * 86400),
         "THINGS_BY_NUMBER": json.dumps({"+15555550100": "bench"}),
         "TOPIC_PREFIX": "sms",
         "REQUEST_URL": EXECUTE_API_URL,
@@ -168,6 +170,29 @@ def warm_latency(events: int) -> dict[str, list[float]]:
             TableName=environment["IDEMPOTENCY_TABLE"],
             KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        boto3.client("dynamodb").create_table(  # the mailbox: thing + id, by arrival
+            TableName=environment["MAILBOX_TABLE"],
+            KeySchema=[
+                {"AttributeName": "thing", "KeyType": "HASH"},
+                {"AttributeName": "id", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "thing", "AttributeType": "S"},
+                {"AttributeName": "id", "AttributeType": "S"},
+                {"AttributeName": "arrived", "AttributeType": "N"},
+            ],
+            LocalSecondaryIndexes=[
+                {
+                    "IndexName": "by_arrival",
+                    "KeySchema": [
+                        {"AttributeName": "thing", "KeyType": "HASH"},
+                        {"AttributeName": "arrived", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
             BillingMode="PAY_PER_REQUEST",
         )
         RECEIVE.handler.receiver.cache_clear()

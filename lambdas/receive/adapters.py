@@ -79,7 +79,7 @@ class InboundPublisher:
         iot_data: Any,
         persistence: BasePersistenceLayer,
         *,
-        mailbox: MailboxRecorder | None = None,
+        mailbox: MailboxRecorder,
         expires_after_seconds: int = IDEMPOTENCY_SECONDS,
     ) -> None:
         self._iot_data = iot_data
@@ -100,12 +100,9 @@ class InboundPublisher:
 
     def _publish(self, *, topic: str, message: dict[str, Any]) -> dict[str, Any]:
         payload = encode_message(message)
-        if self._mailbox is not None:
-            # First durably, so a device that misses the publish still gets it later.
-            thing = topic.split("/")[1]
-            self._mailbox.record(
-                thing=thing, message_id=message["Id"], topic=topic, payload=payload
-            )
+        # First durably, so a device that misses the publish still gets it later.
+        thing = topic.split("/")[1]
+        self._mailbox.record(thing=thing, message_id=message["Id"], topic=topic, payload=payload)
         self._iot_data.publish(topic=topic, qos=1, payload=payload)
         return {"published": True}
 

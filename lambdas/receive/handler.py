@@ -88,7 +88,6 @@ def receiver() -> Receiver:
     """Builds the Receiver from the environment on first use (cleared by tests)."""
     environ = os.environ
     dynamodb = boto3.client("dynamodb")
-    mailbox_table = environ.get("MAILBOX_TABLE")
     return Receiver(
         config=ReceiveConfig.from_environ(environ),
         tokens=SecretTokenSource(
@@ -101,10 +100,8 @@ def receiver() -> Receiver:
                 table_name=environ["IDEMPOTENCY_TABLE"], boto3_client=dynamodb
             ),
             mailbox=MailboxRecorder(
-                dynamodb, mailbox_table, int(environ["MAILBOX_RETENTION_SECONDS"])
-            )
-            if mailbox_table
-            else None,
+                dynamodb, environ["MAILBOX_TABLE"], int(environ["MAILBOX_RETENTION_SECONDS"])
+            ),
         ),
     )
 

@@ -24,7 +24,7 @@ from loop.apigw_vtl import (
     default_context,
     invoke_in_process,
 )
-from tests.conftest import ROOT, Synthesized, load_lambda_modules
+from tests.conftest import ROOT, Synthesized, load_lambda_modules, mailbox_table_definition
 
 RECEIVE_DIR = ROOT / "lambdas" / "receive"
 MODULES = ("payload_limit", "webhook", "mailbox_record", "adapters", "handler")
@@ -33,6 +33,7 @@ REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 SECRET_NAME = "text-device/dev/twilio"
 TABLE = "receive-idempotency"
+MAILBOX_TABLE = "mailbox"
 EXECUTE_API = default_context()
 EXECUTE_API_URL = "https://abc123defg.execute-api.eu-west-1.amazonaws.com/v1/message"
 FORM = "application/x-www-form-urlencoded; charset=UTF-8"
@@ -70,6 +71,7 @@ def receive_function_environment(synth: Synthesized) -> dict[str, str]:
             return {
                 **{k: v for k, v in variables.items() if isinstance(v, str)},
                 "IDEMPOTENCY_TABLE": TABLE,
+                "MAILBOX_TABLE": MAILBOX_TABLE,
             }
     raise AssertionError("no receive function in the template")
 
@@ -199,6 +201,9 @@ def make_world(
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
+    )
+    boto3.client("dynamodb", region_name=REGION).create_table(
+        TableName=MAILBOX_TABLE, **mailbox_table_definition(synth.template_json)
     )
     RECEIVE.handler.receiver.cache_clear()
     world = ReceiveWorld(LambdaMethod.from_template(synth.template_json, "message"), environment)

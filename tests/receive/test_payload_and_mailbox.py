@@ -19,7 +19,7 @@ from lambdas.receive.payload_limit import (
 )
 from loop.umqtt_host import publish_packet_bytes
 from stacks.settings import SettingsError, parse_environment
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Synthesized, mailbox_table_definition
 from tests.receive.conftest import REGION, FakeContext, sms
 
 THING = "dev-reverser"
@@ -143,31 +143,13 @@ class Recorder:
 
 
 @pytest.fixture
-def aws(aws_env: None) -> Iterator[Any]:
+def aws(aws_env: None, synthesized: dict[str, Synthesized]) -> Iterator[Any]:
+    """moto's DynamoDB with the dev stack's mailbox table (`mailbox`) and a Powertools
+    idempotency table (`idempotency`)."""
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         dynamodb.create_table(
-            TableName="mailbox",
-            KeySchema=[
-                {"AttributeName": "thing", "KeyType": "HASH"},
-                {"AttributeName": "id", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "thing", "AttributeType": "S"},
-                {"AttributeName": "id", "AttributeType": "S"},
-                {"AttributeName": "arrived", "AttributeType": "N"},
-            ],
-            LocalSecondaryIndexes=[
-                {
-                    "IndexName": "by_arrival",
-                    "KeySchema": [
-                        {"AttributeName": "thing", "KeyType": "HASH"},
-                        {"AttributeName": "arrived", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-            BillingMode="PAY_PER_REQUEST",
+            TableName="mailbox", **mailbox_table_definition(synthesized["dev"].template_json)
         )
         dynamodb.create_table(
             TableName="idempotency",
