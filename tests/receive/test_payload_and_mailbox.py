@@ -20,7 +20,7 @@ from lambdas.receive.payload_limit import (
 from loop.umqtt_host import publish_packet_bytes
 from stacks.settings import SettingsError, parse_environment
 from tests.conftest import ROOT, Synthesized, mailbox_table_definition
-from tests.receive.conftest import REGION, FakeContext, sms
+from tests.receive.conftest import MAILBOX_TABLE, REGION, Call, FakeContext, ReceiveWorld, sms
 
 THING = "dev-reverser"
 NUMBER = "+15555550100"
@@ -189,3 +189,19 @@ def test_a_message_is_recorded_before_it_is_published_and_once_per_sid(
     assert int(item["expires_at"]["N"]) > 1000 + 7 * 86400  # TTL only backs the sweeper up
     assert iot.calls == [(f"sms/{THING}/inbound", decision.payload, 1)]
     assert json.loads(iot.calls[0][1])["Body"] == "hello"
+
+
+def test_the_handler_records_each_published_message_in_the_mailbox(world: ReceiveWorld) -> None:
+    response = world.send(Call(sms(body="keep me", sid="SM" + "c" * 32)))
+    assert response.status == 200
+    [(topic, payload)] = world.published_raw()
+    [item] = boto3.client("dynamodb", region_name=REGION).scan(TableName=MAILBOX_TABLE)["Items"]
+    assert (item["thing"]["S"], item["id"]["S"]) == (THING, "SM" + "c" * 32)
+    assert (item["topic"]["S"], item["payload"]["S"].encode()) == (topic, payload)
+    # An over-long body is answered, never recorded: nothing waits for the device.
+    too_long = world.send(Call(sms(body="x" * 161, sid="SM" + "d" * 32)))
+    assert too_long.status == 200 and "limited to 160 characters" in too_long.body
+    assert (
+        len(boto3.client("dynamodb", region_name=REGION).scan(TableName=MAILBOX_TABLE)["Items"])
+        == 1
+    )
