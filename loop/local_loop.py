@@ -11,6 +11,8 @@
   environment the template gives them (boto3 pointed at loopback by `AWS_ENDPOINT_URL_*`);
 - the outbound topic rule (its SQL from the template), invoking the send Lambda
   asynchronously with the template's retry count and on-failure queue;
+- the mailbox: its device-request Lambda behind the ack and redeliver rules, and its
+  sweeper, run by `mailbox.sweep()` (`loop/mailbox_local.py`);
 - Prism serving Twilio's OpenAPI contract, behind a proxy that records what Twilio got and
   can inject Twilio's failures;
 - each configured device's firmware (`device/board/`) on the host.

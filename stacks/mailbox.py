@@ -7,6 +7,12 @@ Id on `{prefix}/{thing}/ack`, and after a connection without a session it asks o
 `{prefix}/{thing}/redeliver` for everything still waiting. A scheduled sweeper expires
 what waited longer than the retention (counted, and optionally the sender is told) and
 publishes the oldest waiting message's age, which an alarm watches.
+
+Why the device asks rather than a rule on `$aws/events/presence/connected/{clientId}`: the
+lifecycle event fires on every connect and does not say whether the session was resumed,
+and it fires before the device has subscribed, so a redelivery it triggered could reach a
+device with no subscription and be dropped. The device knows both (CONNACK's session
+present flag, its own SUBACK) and asks only when it has no session, once subscribed.
 """
 
 from __future__ import annotations

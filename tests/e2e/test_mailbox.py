@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from lambdas.receive.payload_limit import MAX_DEVICE_PAYLOAD_BYTES
+from loop.certs import tls_context
 from loop.local_loop import SENDER_PHONE, LocalLoop
+from loop.umqtt_host import MQTTClient
 from tests.e2e.test_local_loop import replies_to, tag
 
 pytestmark = pytest.mark.e2e
@@ -164,3 +166,38 @@ def test_a_device_that_never_comes_back_has_its_message_expire_and_counted(
     assert loop.text(probe).status == 200
     assert loop.wait_for(lambda: replies_to(loop, {probe}))
     assert not any(m["Body"] == body for m in loop.received[THING])
+
+
+def test_the_host_board_loses_its_connection_on_a_packet_over_its_tls_record(
+    loop: LocalLoop,
+) -> None:
+    # What the receive Lambda never publishes, published directly: the host stand-in for
+    # the board drops its connection as axTLS does (RECORD_OVERFLOW), before the firmware
+    # sees the message. A thing of its own, so the running device is not disturbed.
+    probe = "size-probe"
+    context = tls_context(str(loop.broker.ca.cert_path), loop.broker.identity(probe))
+    client = MQTTClient(probe, "127.0.0.1", loop.broker.port, keepalive=30, ssl=context)
+    got: list[bytes] = []
+    client.set_callback(lambda _topic, message: got.append(message))
+    client.connect(True)
+    topic = f"sms/{probe}/inbound"
+    client.subscribe(topic.encode(), 1)
+
+    def next_message() -> None:
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            client.check_msg()
+            time.sleep(0.01)
+
+    try:
+        loop.cloud.publish(topic, b"x" * MAX_DEVICE_PAYLOAD_BYTES, 1)
+        next_message()
+        assert got == [b"x" * MAX_DEVICE_PAYLOAD_BYTES]
+        got.clear()
+        loop.cloud.publish(topic, b"x" * 6000, 1)  # measured on the board: kills the link
+        with pytest.raises(OSError) as error:
+            next_message()
+        assert error.value.args == (-257, "RECORD_OVERFLOW")
+        assert got == []
+    finally:
+        client.disconnect()
