@@ -37,6 +37,7 @@ ROWS = [
     ("msg160_unicode_step", "one 160-char Unicode SMS, whole loop step", "2048"),
     ("bad_input_step", "one bad input dropped, whole loop step", "-"),
     ("msg_max_step", "largest payload (4,910 B, emoji), default app step", "-"),
+    ("msg_max_silent_step", "  same, an app that does not answer", "-"),
     ("growth_first_10000", "heap growth over 10,000 messages (after warm-up)", "4096"),
     ("growth_next_10000", "heap growth over the next 10,000 messages", "4096"),
 ]

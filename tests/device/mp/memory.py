@@ -154,6 +154,15 @@ assert len(m_max) == smscore.MAX_RAW
 res["msg_max_bytes"] = len(m_max)
 res["msg_max_step"] = one(m_max, True)
 
+
+def silent(m):
+    return None
+
+
+dev.handle = silent  # the firmware's own share: parse and confirm, no answer
+res["msg_max_silent_step"] = one(m_max, True)
+dev.handle = app.handle
+
 raws = [msg(i, ascii160) for i in range(9)] + [BAD[1]]  # one in ten is dropped
 N = 10000
 sent0 = client.published
