@@ -42,7 +42,7 @@ def redelivery(pending: int) -> tuple[float, float]:
         for body in sorted(bodies):
             assert loop.text(body).status == 200
         loop.expire_session(THING)
-        sent_before = len(loop.sent_messages())
+        sent_before = len(loop.twilio.sent_messages())
         start = time.perf_counter()
         loop.start_device(THING)
 
@@ -52,7 +52,9 @@ def redelivery(pending: int) -> tuple[float, float]:
         assert loop.wait_for(taken, timeout=120, poll=0.005)
         took = time.perf_counter() - start
         assert loop.wait_for(
-            lambda: len(loop.sent_messages()) - sent_before >= pending, timeout=120, poll=0.005
+            lambda: len(loop.twilio.sent_messages()) - sent_before >= pending,
+            timeout=120,
+            poll=0.005,
         )
         replied = time.perf_counter() - start
         assert loop.wait_for(lambda: not loop.pending(THING), timeout=60)

@@ -17,7 +17,6 @@ from loop.cloud import CloudClient, RuleQuery, RuleRouter
 from loop.lambda_runtime import LambdaError, LocalFunction
 from loop.stack import ROOT
 
-MAILBOX_DIR = ROOT / "lambdas" / "mailbox"
 RULES = ("AckRule", "RedeliverRule")
 
 
@@ -48,7 +47,7 @@ class LocalMailbox:
             )
             self.functions[name] = LocalFunction(
                 f"mailbox-{name.lower()}",
-                MAILBOX_DIR,
+                ROOT / "lambdas",
                 resources[logical_id]["Properties"]["Handler"],
                 {
                     **aws.function_environment(logical_id),

@@ -3,42 +3,21 @@ and a certificate per device that has a CSR (made locally by `python -m device.t
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from aws_cdk import Annotations, Aws, Stack, aws_iot
 from constructs import Construct
 
+from contract import (
+    ack_topic,
+    certificate_output_name,
+    inbound_topic,
+    outbound_topic,
+    redeliver_topic,
+)
+
 # IoT policy variable: the thing name of the certificate the connection authenticated with.
 THING_VARIABLE = "${iot:Connection.Thing.ThingName}"
-
-
-def inbound_topic(prefix: str, thing: str) -> str:
-    """The topic a device receives its SMS on."""
-    return f"{prefix}/{thing}/inbound"
-
-
-def outbound_topic(prefix: str, thing: str) -> str:
-    """The topic a device publishes its replies on."""
-    return f"{prefix}/{thing}/outbound"
-
-
-def ack_topic(prefix: str, thing: str) -> str:
-    """The topic a device confirms a message on (`{"Id": ...}`): it leaves the mailbox."""
-    return f"{prefix}/{thing}/ack"
-
-
-def redeliver_topic(prefix: str, thing: str) -> str:
-    """The topic a device asks on, after connecting without a session, for its mailbox."""
-    return f"{prefix}/{thing}/redeliver"
-
-
-def certificate_output_name(thing: str) -> str:
-    """Name of the stack output with `thing`'s certificate id: letters and digits only,
-    `dev-reverser` -> `CertificateDevReverser`. `device/tool/cloud.py` reads it by the same
-    rule (a test keeps the two equal; the tool does not import the CDK)."""
-    parts = [p for p in re.split(r"[^A-Za-z0-9]+", thing) if p]
-    return "Certificate" + "".join(p[:1].upper() + p[1:] for p in parts)
 
 
 class DeviceFleet(Construct):
@@ -46,7 +25,8 @@ class DeviceFleet(Construct):
 
     The policy uses `${iot:Connection.Thing.ThingName}`, so a certificate attached to thing A
     can connect only as client id A, subscribe only to A's inbound topic and publish only to
-    A's outbound topic and A's shadow: one stolen device cannot read or spend another's SMS.
+    A's outbound, mailbox-request (ack, redeliver) and shadow topics: one stolen device cannot
+    read, confirm or spend another's SMS.
     """
 
     def __init__(
@@ -75,7 +55,7 @@ class DeviceFleet(Construct):
         )
         self.things: dict[str, aws_iot.CfnThing] = {}
         for thing_name in devices:
-            # CloudFormation has no thing-type property on AWS::IoT::Thing (see DESIGN.md);
+            # CloudFormation has no thing-type property on AWS::IoT::Thing;
             # the environment attribute makes the fleet searchable instead.
             self.things[thing_name] = aws_iot.CfnThing(
                 self,

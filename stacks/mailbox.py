@@ -17,9 +17,7 @@ present flag, its own SUBACK) and asks only when it has no session, once subscri
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 
 from aws_cdk import (
     Duration,
@@ -37,24 +35,12 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-from stacks.device_fleet import ack_topic, redeliver_topic
-from stacks.python_function import BundledPythonFunction
+import contract
+from stacks.python_function import LAMBDAS_DIR, BundledPythonFunction
 
-LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambdas" / "mailbox"
-BY_ARRIVAL = "by_arrival"
-"""Local secondary index: a device's messages sorted by `arrived` (read by lambdas/mailbox)."""
 SWEEP_EVERY = Duration.minutes(5)
-METRICS_NAMESPACE = "TextDevice"
-METRICS_SERVICE = "mailbox"
 REDELIVERY_TIMEOUT = Duration.seconds(60)
 """Room for a long backlog: one IoT Publish per waiting message, a few ms each."""
-
-
-def device_request_sql(topic: str) -> str:
-    """Every device's requests on `topic` (a filter with `+` for the thing), with the
-    thing and the request named from the topic, never from the payload."""
-    # IoT SQL built from a validated topic level (settings.TOPIC_LEVEL), not user input.
-    return f"SELECT Id, topic(2) AS thing, topic(3) AS request FROM '{topic}'"  # noqa: S608
 
 
 class Mailbox(Construct):
@@ -67,7 +53,6 @@ class Mailbox(Construct):
         *,
         environment_name: str,
         topic_prefix: str,
-        things: Sequence[str],
         inbound_topic_arns: Sequence[str],
         retention_days: int,
         alarm_age_minutes: int,
@@ -83,27 +68,29 @@ class Mailbox(Construct):
             self,
             "Table",
             partition_key=aws_dynamodb.Attribute(
-                name="thing", type=aws_dynamodb.AttributeType.STRING
+                name=contract.MAILBOX_THING, type=aws_dynamodb.AttributeType.STRING
             ),
-            sort_key=aws_dynamodb.Attribute(name="id", type=aws_dynamodb.AttributeType.STRING),
+            sort_key=aws_dynamodb.Attribute(
+                name=contract.MAILBOX_ID, type=aws_dynamodb.AttributeType.STRING
+            ),
             billing_mode=aws_dynamodb.BillingMode.PAY_PER_REQUEST,
-            time_to_live_attribute="expires_at",
+            time_to_live_attribute=contract.MAILBOX_EXPIRES_AT,
             point_in_time_recovery_specification=aws_dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),
             removal_policy=removal_policy,
         )
         self.table.add_local_secondary_index(
-            index_name=BY_ARRIVAL,
-            sort_key=aws_dynamodb.Attribute(name="arrived", type=aws_dynamodb.AttributeType.NUMBER),
+            index_name=contract.MAILBOX_BY_ARRIVAL,
+            sort_key=aws_dynamodb.Attribute(
+                name=contract.MAILBOX_ARRIVED, type=aws_dynamodb.AttributeType.NUMBER
+            ),
         )
         environment = {
             "MAILBOX_TABLE": self.table.table_name,
             "MAILBOX_RETENTION_SECONDS": str(self.retention_seconds),
-            "THINGS": json.dumps(sorted(things)),
             "ENVIRONMENT_NAME": environment_name,
-            "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
-            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "POWERTOOLS_METRICS_NAMESPACE": contract.MAILBOX_METRICS_NAMESPACE,
         }
         if send_function is not None:
             environment["SEND_FUNCTION_NAME"] = send_function.function_name
@@ -112,39 +99,41 @@ class Mailbox(Construct):
             name: BundledPythonFunction(
                 self,
                 name,
-                source_dir=LAMBDA_DIR,
-                handler=handler,
+                package_dir=LAMBDAS_DIR / "mailbox_lambda",
+                entry_point=entry_point,
                 description=description,
                 environment=environment,
                 log_retention=log_retention,
                 removal_policy=removal_policy,
                 timeout=REDELIVERY_TIMEOUT,
             )
-            for name, handler, description in (
+            for name, entry_point, description in (
                 (
                     "DeviceRequests",
-                    "handler.on_device_request",
+                    "lambda_handler",
                     "A device's mailbox requests: confirm a message, redeliver the waiting",
                 ),
                 (
                     "Sweeper",
-                    "handler.on_schedule",
+                    "sweeper_handler",
                     "Expires mailbox messages past the retention; reports the oldest age",
                 ),
             )
         }
         self.requests, self.sweeper = built["DeviceRequests"], built["Sweeper"]
         requests, sweeper = self.requests.function, self.sweeper.function
-        index_arn = f"{self.table.table_arn}/index/{BY_ARRIVAL}"
-        for function, actions in (
-            (requests, ["dynamodb:DeleteItem", "dynamodb:Query"]),
-            (sweeper, ["dynamodb:DeleteItem", "dynamodb:Query"]),
+        index_arn = f"{self.table.table_arn}/index/{contract.MAILBOX_BY_ARRIVAL}"
+        # The requests read one device's messages through the index; the sweeper reads the
+        # whole table (only unconfirmed messages, so no list of devices is needed).
+        for function, actions, arns in (
+            (
+                requests,
+                ["dynamodb:DeleteItem", "dynamodb:Query"],
+                [self.table.table_arn, index_arn],
+            ),
+            (sweeper, ["dynamodb:DeleteItem", "dynamodb:Scan"], [self.table.table_arn]),
         ):
-            function.add_to_role_policy(
-                aws_iam.PolicyStatement(
-                    actions=actions, resources=[self.table.table_arn, index_arn]
-                )
-            )
+            function.add_to_role_policy(aws_iam.PolicyStatement(actions=actions, resources=arns))
         if inbound_topic_arns:
             requests.add_to_role_policy(
                 aws_iam.PolicyStatement(actions=["iot:Publish"], resources=list(inbound_topic_arns))
@@ -165,18 +154,16 @@ class Mailbox(Construct):
         )
         rule_error_queue.grant_send_messages(error_role)
         self.rules: dict[str, aws_iot.CfnTopicRule] = {}
-        for name, topic in (
-            ("AckRule", ack_topic(topic_prefix, "+")),
-            ("RedeliverRule", redeliver_topic(topic_prefix, "+")),
-        ):
+        for name, request in (("AckRule", "ack"), ("RedeliverRule", "redeliver")):
+            sql = contract.mailbox_request_sql(topic_prefix, request)
             rule = aws_iot.CfnTopicRule(
                 self,
                 name,
                 topic_rule_payload=aws_iot.CfnTopicRule.TopicRulePayloadProperty(
-                    sql=device_request_sql(topic),
+                    sql=sql,
                     aws_iot_sql_version="2016-03-23",
                     rule_disabled=False,
-                    description=f"Device mailbox requests on {topic}",
+                    description=f"Device mailbox requests: {request}",
                     actions=[
                         aws_iot.CfnTopicRule.ActionProperty(
                             lambda_=aws_iot.CfnTopicRule.LambdaActionProperty(
@@ -210,9 +197,12 @@ class Mailbox(Construct):
 
         def metric(name: str, statistic: str) -> aws_cloudwatch.Metric:
             return aws_cloudwatch.Metric(
-                namespace=METRICS_NAMESPACE,
+                namespace=contract.MAILBOX_METRICS_NAMESPACE,
                 metric_name=name,
-                dimensions_map={"environment": environment_name, "service": METRICS_SERVICE},
+                dimensions_map={
+                    "environment": environment_name,
+                    "service": contract.MAILBOX_METRICS_SERVICE,
+                },
                 period=SWEEP_EVERY,
                 statistic=statistic,
             )
@@ -231,8 +221,8 @@ class Mailbox(Construct):
                 alarm_description=why,
             )
 
-        self.oldest_pending_age = metric("OldestPendingAgeSeconds", "Maximum")
-        self.expired_messages = metric("ExpiredMessages", "Sum")
+        self.oldest_pending_age = metric(contract.OLDEST_PENDING_AGE_METRIC, "Maximum")
+        self.expired_messages = metric(contract.EXPIRED_MESSAGES_METRIC, "Sum")
         self.age_alarm = alarm(
             "OldestPendingAlarm",
             self.oldest_pending_age,

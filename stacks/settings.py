@@ -6,47 +6,14 @@ message that names the environment and the key instead of a half-working deploym
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lambdas.receive.payload_limit import (
-    MAX_DEVICE_PAYLOAD_BYTES,
-    largest_body_limit,
-    worst_case_payload_bytes,
-)
+import contract
 
-E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-# AWS IoT thing names: letters, digits, colon, underscore, hyphen; 128 characters at most.
-THING_NAME = re.compile(r"^[A-Za-z0-9_:-]{1,128}$")
-# One MQTT topic level: no wildcard, no separator, nothing reserved for AWS.
-TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-# Webhook parameters Twilio documents for incoming messages that may be forwarded.
-FORWARDABLE_FIELDS = frozenset(
-    {
-        "AccountSid",
-        "MessagingServiceSid",
-        "NumSegments",
-        "NumMedia",
-        "SmsStatus",
-        "ApiVersion",
-        "FromCity",
-        "FromState",
-        "FromZip",
-        "FromCountry",
-        "ToCity",
-        "ToState",
-        "ToZip",
-        "ToCountry",
-        "OptOutType",
-        "ProfileName",
-        "WaId",
-        "ReferralNumMedia",
-    }
-)
-# What the sweeper does with a message its device did not take within the retention.
 MAILBOX_EXPIRY_ACTIONS = ("count", "notify_sender")
+"""What the sweeper does with a message its device did not take within the retention."""
 LOG_RETENTION_DAYS = frozenset(
     {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557}
 )
@@ -65,8 +32,8 @@ class EnvironmentSettings:
     account: str | None = None
     devices: Mapping[str, str] = field(default_factory=dict)
     """Thing name -> the Twilio number (E.164) bound to it."""
-    topic_prefix: str = "sms"
-    body_limit: int = 160
+    topic_prefix: str = contract.DEFAULT_TOPIC_PREFIX
+    body_limit: int = contract.DEFAULT_BODY_LIMIT
     """Longest inbound body (characters) forwarded to a device."""
     log_retention_days: int = 30
     extra_fields: tuple[str, ...] = ()
@@ -82,8 +49,7 @@ class EnvironmentSettings:
     throttle_burst_limit: int = 20
     retain_data: bool = False
     """Keep tables, queues and logs when the stack is deleted (set for prod)."""
-    # -- mailbox (issue 12) --
-    mailbox_retention_days: int = 7
+    mailbox_retention_days: int = contract.DEFAULT_MAILBOX_RETENTION_DAYS
     """How long a message waits in the mailbox for its device before it expires."""
     mailbox_expiry_action: str = "count"
     """`count`: expired messages are counted (metric) and logged by Id; `notify_sender`:
@@ -94,7 +60,7 @@ class EnvironmentSettings:
     @property
     def stack_name(self) -> str:
         """The CloudFormation stack of this environment."""
-        return f"TextDevice-{self.name}"
+        return contract.stack_name(self.name)
 
     @property
     def things_by_number(self) -> dict[str, str]:
@@ -119,37 +85,42 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentSettings:
     if not isinstance(devices, Mapping):
         raise fail("'devices' must map thing names to E.164 numbers")
     for thing, number in devices.items():
-        if not THING_NAME.match(thing):
+        if not contract.THING_NAME.match(thing):
             raise fail(f"thing name {thing!r} is not a valid AWS IoT thing name")
-        if not isinstance(number, str) or not E164.match(number):
+        if not contract.is_e164(number):
             raise fail(f"device {thing!r} is bound to an invalid number (E.164 expected)")
     if len(set(devices.values())) != len(devices):
         raise fail("two devices are bound to the same number")
 
-    prefix = raw.get("topic_prefix", "sms")
-    if not isinstance(prefix, str) or not TOPIC_LEVEL.match(prefix) or prefix.startswith("$"):
+    prefix = raw.get("topic_prefix", contract.DEFAULT_TOPIC_PREFIX)
+    if (
+        not isinstance(prefix, str)
+        or not contract.TOPIC_LEVEL.match(prefix)
+        or prefix.startswith("$")
+    ):
         raise fail("'topic_prefix' must be one MQTT topic level of letters, digits, - or _")
-    body_limit = raw.get("body_limit", 160)
-    if not isinstance(body_limit, int) or not 1 <= body_limit <= 1600:
-        raise fail("'body_limit' must be an integer from 1 to 1600")
+    body_limit = raw.get("body_limit", contract.DEFAULT_BODY_LIMIT)
+    limit = contract.MAX_BODY_CHARACTERS
+    if not isinstance(body_limit, int) or not 1 <= body_limit <= limit:
+        raise fail(f"'body_limit' must be an integer from 1 to {limit}")
     retention = raw.get("log_retention_days", 30)
     if retention not in LOG_RETENTION_DAYS:
         raise fail(f"'log_retention_days' must be one of {sorted(LOG_RETENTION_DAYS)}")
     extra = tuple(raw.get("extra_fields", ()))
-    bad = sorted(set(extra) - FORWARDABLE_FIELDS)
+    bad = sorted(set(extra) - set(contract.FORWARDABLE_FIELDS))
     if bad:
         raise fail(f"'extra_fields' has unknown webhook parameter(s) {', '.join(bad)}")
-    worst = worst_case_payload_bytes(body_limit, extra)
-    if worst > MAX_DEVICE_PAYLOAD_BYTES:
+    worst = contract.worst_case_payload_bytes(body_limit, extra)
+    if worst > contract.MAX_DEVICE_PAYLOAD_BYTES:
         raise fail(
             f"'body_limit' {body_limit} cannot fit the board: in the worst case (6-byte "
             f"escaped characters, 10 media, the extra fields) a message takes {worst} bytes, "
-            f"more than the {MAX_DEVICE_PAYLOAD_BYTES} bytes the ESP8266 can receive; at most "
-            f"{largest_body_limit(extra)} with these extra fields"
+            f"more than the {contract.MAX_DEVICE_PAYLOAD_BYTES} bytes the ESP8266 can "
+            f"receive; at most {contract.largest_body_limit(extra)} with these extra fields"
         )
     allow = tuple(raw.get("destination_allow_list", ()))
     for number in allow:
-        if not isinstance(number, str) or not E164.match(number):
+        if not contract.is_e164(number):
             raise fail("'destination_allow_list' must hold E.164 numbers")
     fallback = raw.get("fallback_url")
     if fallback is not None and (
@@ -163,9 +134,10 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentSettings:
     for flag in ("status_callback", "configure_twilio_number", "retain_data"):
         if not isinstance(raw.get(flag, False), bool):
             raise fail(f"'{flag}' must be true or false")
-    mailbox_retention = raw.get("mailbox_retention_days", 7)
-    if not isinstance(mailbox_retention, int) or not 1 <= mailbox_retention <= 14:
-        raise fail("'mailbox_retention_days' must be an integer from 1 to 14")
+    mailbox_retention = raw.get("mailbox_retention_days", contract.DEFAULT_MAILBOX_RETENTION_DAYS)
+    longest = contract.MAX_MAILBOX_RETENTION_DAYS
+    if not isinstance(mailbox_retention, int) or not 1 <= mailbox_retention <= longest:
+        raise fail(f"'mailbox_retention_days' must be an integer from 1 to {longest}")
     expiry_action = raw.get("mailbox_expiry_action", "count")
     if expiry_action not in MAILBOX_EXPIRY_ACTIONS:
         raise fail(f"'mailbox_expiry_action' must be one of {', '.join(MAILBOX_EXPIRY_ACTIONS)}")

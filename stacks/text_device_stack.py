@@ -8,12 +8,9 @@ from typing import Any
 from aws_cdk import CfnOutput, RemovalPolicy, Stack, aws_cloudwatch_actions, aws_iam, aws_logs
 from constructs import Construct
 
-from stacks.device_fleet import (
-    DeviceFleet,
-    certificate_output_name,
-    inbound_topic,
-    outbound_topic,
-)
+import contract
+from contract import certificate_output_name, inbound_topic, outbound_topic
+from stacks.device_fleet import DeviceFleet
 from stacks.mailbox import Mailbox
 from stacks.monitoring import Monitoring
 from stacks.outbound_messaging import OutboundMessaging
@@ -72,7 +69,7 @@ class TextDeviceStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         removal = RemovalPolicy.RETAIN if settings.retain_data else RemovalPolicy.DESTROY
         retention = RETENTION_BY_DAYS[settings.log_retention_days]
-        secret_name = f"text-device/{settings.name}/twilio"
+        secret_name = contract.twilio_secret_name(settings.name)
 
         self.twilio_secret = TwilioSecret(
             self, "TwilioSecret", secret_name=secret_name, removal_policy=removal
@@ -121,6 +118,9 @@ class TextDeviceStack(Stack):
             log_retention=retention,
             removal_policy=removal,
             status_callback_url=self.status_callback.url if self.status_callback else None,
+            # A redelivered message brings its reply Id back as long as it can wait (days:
+            # longer than the send Lambda's own default and an async event's 6 h).
+            idempotency_seconds=contract.mailbox_lifetime_seconds(settings.mailbox_retention_days),
         )
         # Optional: point the bound numbers' SMS webhook at this stack on deploy.
         self.number_webhook = (
@@ -154,7 +154,6 @@ class TextDeviceStack(Stack):
             "Mailbox",
             environment_name=settings.name,
             topic_prefix=settings.topic_prefix,
-            things=sorted(settings.devices),
             inbound_topic_arns=self.fleet.inbound_topic_arns(),
             retention_days=settings.mailbox_retention_days,
             alarm_age_minutes=settings.mailbox_alarm_age_minutes,
@@ -195,13 +194,13 @@ class TextDeviceStack(Stack):
         prefix = settings.topic_prefix
         CfnOutput(
             self,
-            "WebhookUrl",
+            contract.WEBHOOK_URL_OUTPUT,
             value=self.webhook.webhook_url,
             description="Set as the Twilio number's 'A message comes in' webhook (POST)",
         )
         CfnOutput(
             self,
-            "ThingNames",
+            contract.THING_NAMES_OUTPUT,
             value=",".join(things) or "-",
             description="The devices of this environment",
         )
@@ -213,12 +212,12 @@ class TextDeviceStack(Stack):
         )
         CfnOutput(
             self,
-            "TwilioSecretName",
+            contract.TWILIO_SECRET_NAME_OUTPUT,
             value=secret_name,
             description='Put {"account_sid", "auth_token"} here after the first deploy',
         )
         CfnOutput(self, "DevicePolicyName", value=self.fleet.policy.ref)
-        CfnOutput(self, "TopicPrefix", value=prefix)
+        CfnOutput(self, contract.TOPIC_PREFIX_OUTPUT, value=prefix)
         for thing, certificate in sorted(self.fleet.certificates.items()):
             CfnOutput(
                 self,

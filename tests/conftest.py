@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,21 +20,6 @@ ENVIRONMENTS = ("dev", "prod")
 from loop import stack as loop_stack  # noqa: E402 (needs ROOT on sys.path)
 
 cdk_context = loop_stack.cdk_context
-
-
-def load_lambda_modules(source_dir: Path, names: tuple[str, ...]) -> SimpleNamespace:
-    """Imports a Lambda's modules as Lambda would (its folder on sys.path), then hides them
-    from sys.modules so another Lambda's `handler` module cannot collide with these."""
-    saved = {name: sys.modules.pop(name) for name in names if name in sys.modules}
-    sys.path.insert(0, str(source_dir))
-    try:
-        loaded = {name: importlib.import_module(name) for name in names}
-    finally:
-        sys.path.remove(str(source_dir))
-        for name in names:
-            sys.modules.pop(name, None)
-        sys.modules.update(saved)
-    return SimpleNamespace(**loaded)
 
 
 def mailbox_table_definition(template: dict[str, Any]) -> dict[str, Any]:

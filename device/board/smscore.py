@@ -14,8 +14,8 @@ except ImportError:  # CPython
 MAX_BODY = const(1600)  # Twilio's limit for one message, in characters
 _MAX_ID = const(64)  # Twilio SIDs are 34 characters; bounds the reply Id we build
 # The largest payload the cloud publishes (MAX_DEVICE_PAYLOAD_BYTES in
-# lambdas/receive/payload_limit.py, a test keeps them equal): the ESP8266's TLS
-# record (5,120 B of plaintext) minus MQTT framing. Bigger is dropped undecoded.
+# contract.py; a test keeps them equal): the ESP8266's TLS record (5,120 B of
+# plaintext) minus MQTT framing. Bigger is dropped undecoded.
 MAX_RAW = const(4910)
 
 try:  # CPython escapes non-ASCII unless told not to; MicroPython never does

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from lambdas.receive.payload_limit import MAX_DEVICE_PAYLOAD_BYTES
+from contract import MAX_DEVICE_PAYLOAD_BYTES
 from loop.certs import tls_context
-from loop.local_loop import SENDER_PHONE, LocalLoop
+from loop.local_loop import LocalLoop
+from loop.twilio_webhook import SENDER_PHONE
 from loop.umqtt_host import MQTTClient
 from tests.e2e.test_local_loop import replies_to, tag
 

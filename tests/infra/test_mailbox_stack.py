@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+import contract
 from tests.conftest import Synthesized, cdk_context, synthesize
 from tests.infra.test_stack import devices, only, resolve_join, resources, synth  # noqa: F401
 
@@ -80,14 +81,22 @@ def test_device_requests_come_from_two_rules_that_take_the_thing_from_the_topic(
 
 def test_mailbox_functions_get_exactly_what_they_call(synth: Synthesized) -> None:  # noqa: F811
     table_id, _ = _by_path(synth, "AWS::DynamoDB::Table", "Mailbox/Table/Resource")
-    for prefix in ("MailboxDeviceRequests", "MailboxSweeper"):
+    # The requests read one device's messages through the index; the sweeper scans the
+    # table (no list of devices to grow with the fleet).
+    expected = {
+        "MailboxDeviceRequests": (
+            ["dynamodb:DeleteItem", "dynamodb:Query"],
+            [f"<{table_id}.Arn>", f"<{table_id}.Arn>/index/by_arrival"],
+        ),
+        "MailboxSweeper": (["dynamodb:DeleteItem", "dynamodb:Scan"], [f"<{table_id}.Arn>"]),
+    }
+    for prefix, (actions, arns) in expected.items():
         statements = _statements(synth, prefix)
         dynamo = [s for s in statements if "dynamodb:" in str(s["Action"])]
-        assert [sorted(s["Action"]) for s in dynamo] == [["dynamodb:DeleteItem", "dynamodb:Query"]]
-        assert sorted(resolve_join(r) for r in dynamo[0]["Resource"]) == [
-            f"<{table_id}.Arn>",
-            f"<{table_id}.Arn>/index/by_arrival",
-        ]
+        assert [sorted(s["Action"]) for s in dynamo] == [actions]
+        targets = dynamo[0]["Resource"]
+        targets = targets if isinstance(targets, list) else [targets]
+        assert sorted(resolve_join(r) for r in targets) == arns
         publish = [s for s in statements if "iot:Publish" in str(s["Action"])]
         if prefix == "MailboxSweeper":
             assert publish == []  # the sweeper never publishes to a device
@@ -98,6 +107,24 @@ def test_mailbox_functions_get_exactly_what_they_call(synth: Synthesized) -> Non
         assert sorted(resolve_join(r).split(":topic/")[1] for r in targets) == [
             f"sms/{thing}/inbound" for thing in sorted(devices(synth.env))
         ]
+
+
+def test_the_send_lambda_remembers_ids_as_long_as_a_message_can_wait(
+    synth: Synthesized,  # noqa: F811
+) -> None:
+    # A message redelivered on its last day brings its reply Id back: still texted once.
+    _, send = _by_path(synth, "AWS::Lambda::Function", "Send/Function/Resource")
+    days = cdk_context()["environments"][synth.env].get("mailbox_retention_days", 7)
+    seconds = int(send["Properties"]["Environment"]["Variables"]["IDEMPOTENCY_SECONDS"])
+    assert seconds == contract.mailbox_lifetime_seconds(days) > days * 86400
+
+
+def test_the_mailbox_functions_hold_no_list_of_devices(synth: Synthesized) -> None:  # noqa: F811
+    for name in ("DeviceRequests", "Sweeper"):
+        _, function = _by_path(synth, "AWS::Lambda::Function", f"Mailbox/{name}/Function/Resource")
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert not any(thing in str(variables) for thing in devices(synth.env))
+        assert function["Properties"]["Handler"].startswith("mailbox_lambda.handler.")
 
 
 def test_the_sweeper_runs_every_5_minutes_and_alarms_watch_age_and_expiry(

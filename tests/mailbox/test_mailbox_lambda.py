@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
-import boto3
 import pytest
 from moto import mock_aws
 
-from tests.conftest import ROOT, load_lambda_modules
+from mailbox_lambda import handler
+from mailbox_lambda.config import MailboxConfig
+from mailbox_lambda.handler import MailboxRuntime
+from mailbox_lambda.rules import EXPIRY_NOTICE
+from mailbox_lambda.store import MailboxStore, Redelivery, SenderNotifier
+from receive_lambda.mailbox_record import MailboxRecorder
 from tests.receive.conftest import FakeContext
 from tests.receive.test_payload_and_mailbox import aws  # noqa: F401 (fixture)
 
-MAILBOX_DIR = ROOT / "lambdas" / "mailbox"
-MODULES = ("mailbox_rules", "store", "handler")
 RETENTION = 7 * 86400
 THING = "dev-reverser"
-
-
-MAILBOX = load_lambda_modules(MAILBOX_DIR, MODULES)
 
 
 class FakeIotData:
@@ -55,20 +53,14 @@ def world(aws: Any) -> Iterator[SimpleNamespace]:  # noqa: F811
     iot = FakeIotData()
     notifier = FakeLambda()
     clock = Clock(1_000_000.0)
-    sys.path.insert(0, str(ROOT / "lambdas" / "receive"))
-    try:
-        from mailbox_record import MailboxRecorder
-    finally:
-        sys.path.remove(str(ROOT / "lambdas" / "receive"))
 
-    def runtime(notify: bool) -> Any:
-        return MAILBOX.handler.MailboxRuntime(
-            store=MAILBOX.store.MailboxStore(aws, "mailbox"),
-            redelivery=MAILBOX.store.Redelivery(iot),
-            things=(THING, "other"),
+    def runtime(notify: bool) -> MailboxRuntime:
+        return MailboxRuntime(
+            store=MailboxStore(aws, "mailbox"),
+            redelivery=Redelivery(iot),
             retention_seconds=RETENTION,
             environment="dev",
-            notifier=MAILBOX.store.SenderNotifier(notifier, "send") if notify else None,
+            notifier=SenderNotifier(notifier, "send") if notify else None,
             clock=clock,
         )
 
@@ -91,7 +83,7 @@ def world(aws: Any) -> Iterator[SimpleNamespace]:  # noqa: F811
 
 
 def waiting(world: SimpleNamespace, thing: str = THING) -> list[str]:
-    store = MAILBOX.store.MailboxStore(world.dynamodb, "mailbox")
+    store = MailboxStore(world.dynamodb, "mailbox")
     return [m.message_id for m in store.pending(thing)]
 
 
@@ -131,7 +123,7 @@ def test_an_ack_takes_the_message_out_once(world: SimpleNamespace) -> None:
         {"request": "ack", "Id": "SMa"},
         {"thing": "a/b", "request": "ack", "Id": "SMa"},
         {"thing": THING, "request": "ack"},
-        {"thing": THING, "request": "ack", "Id": "x" * 65},
+        {"thing": THING, "request": "ack", "Id": "x" * 129},
         {"thing": THING, "request": "ack", "Id": "has space"},
         {"thing": THING, "request": "delete-all"},
     ],
@@ -172,7 +164,7 @@ def test_with_notify_sender_the_sender_is_told_through_the_send_lambda(
         "Type": "Outgoing",
         "Id": "SMgone:expired",  # the send Lambda's idempotency texts once
         "To": "+15551234567",
-        "Body": MAILBOX.mailbox_rules.EXPIRY_NOTICE.format(days=7),
+        "Body": EXPIRY_NOTICE.format(days=7),
     }
 
 
@@ -180,7 +172,7 @@ def test_a_message_confirmed_while_the_sweeper_runs_is_not_counted(
     world: SimpleNamespace,
 ) -> None:
     world.arrive(THING, "SMrace", "race")
-    store = MAILBOX.store.MailboxStore(world.dynamodb, "mailbox")
+    store = MailboxStore(world.dynamodb, "mailbox")
     [message] = list(store.pending(THING))
     assert store.take(THING, "SMrace")
     assert store.expire(message) is False
@@ -192,10 +184,9 @@ def test_the_handlers_emit_the_age_metric_for_the_environment(
     world.arrive(THING, "SMm", "m")
     world.clock.now += 120
     # What the stack sets in the environment (read when the module is imported).
-    monkeypatch.setattr(MAILBOX.handler.metrics, "namespace", "TextDevice")
-    monkeypatch.setattr(MAILBOX.handler.metrics, "service", "mailbox")
-    monkeypatch.setattr(MAILBOX.handler, "runtime", lambda: world.runtime(False))
-    result = MAILBOX.handler.on_schedule({"source": "aws.events"}, FakeContext())
+    monkeypatch.setattr(handler.metrics, "namespace", "TextDevice")
+    monkeypatch.setattr(handler, "runtime", lambda: world.runtime(False))
+    result = handler.sweeper_handler({"source": "aws.events"}, FakeContext())
     assert result == {"expired": 0, "oldest_pending_age_seconds": 121.0}
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
     [record] = emf
@@ -206,16 +197,29 @@ def test_the_handlers_emit_the_age_metric_for_the_environment(
 
 
 def test_runtime_is_built_from_the_environment(aws_env: None) -> None:
+    config = MailboxConfig.from_environ(
+        {
+            "MAILBOX_TABLE": "mailbox",
+            "MAILBOX_RETENTION_SECONDS": "604800",
+            "ENVIRONMENT_NAME": "prod",
+            "SEND_FUNCTION_NAME": "send",
+        }
+    )
+    assert config.send_function == "send" and config.retention_seconds == 604800
     with mock_aws():
-        runtime = MAILBOX.handler.MailboxRuntime.from_environment(
-            {
-                "MAILBOX_TABLE": "mailbox",
-                "MAILBOX_RETENTION_SECONDS": "604800",
-                "THINGS": json.dumps([THING]),
-                "ENVIRONMENT_NAME": "prod",
-                "SEND_FUNCTION_NAME": "send",
-            }
-        )
-    assert runtime.things == (THING,) and runtime.retention_seconds == 604800
+        runtime = MailboxRuntime.from_config(config)
+    assert runtime.retention_seconds == 604800
     assert runtime.notifier is not None and runtime.environment == "prod"
-    assert boto3  # the clients come from boto3's defaults
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"MAILBOX_RETENTION_SECONDS": "60", "ENVIRONMENT_NAME": "dev"},
+        {"MAILBOX_TABLE": "m", "MAILBOX_RETENTION_SECONDS": "", "ENVIRONMENT_NAME": "dev"},
+        {"MAILBOX_TABLE": "m", "MAILBOX_RETENTION_SECONDS": "0", "ENVIRONMENT_NAME": "dev"},
+    ],
+)
+def test_a_misconfigured_mailbox_names_what_is_wrong(environ: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="MAILBOX_"):
+        MailboxConfig.from_environ(environ)

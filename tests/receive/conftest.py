@@ -8,11 +8,11 @@ import os
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 from moto.backends import get_backend
 from twilio.request_validator import RequestValidator
@@ -24,10 +24,9 @@ from loop.apigw_vtl import (
     default_context,
     invoke_in_process,
 )
-from tests.conftest import ROOT, Synthesized, load_lambda_modules, mailbox_table_definition
+from receive_lambda import handler
+from tests.conftest import Synthesized, mailbox_table_definition
 
-RECEIVE_DIR = ROOT / "lambdas" / "receive"
-MODULES = ("payload_limit", "webhook", "mailbox_record", "adapters", "handler")
 TOKEN = "0123456789abcdef0123456789abcdef"
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -37,15 +36,6 @@ MAILBOX_TABLE = "mailbox"
 EXECUTE_API = default_context()
 EXECUTE_API_URL = "https://abc123defg.execute-api.eu-west-1.amazonaws.com/v1/message"
 FORM = "application/x-www-form-urlencoded; charset=UTF-8"
-
-
-RECEIVE = load_lambda_modules(RECEIVE_DIR, MODULES)
-
-
-@pytest.fixture(scope="session")
-def receive() -> SimpleNamespace:
-    """The receive Lambda's modules: `webhook`, `adapters`, `handler`."""
-    return RECEIVE
 
 
 class FakeContext:
@@ -157,7 +147,7 @@ class ReceiveWorld:
 
     def invoke(self) -> Any:
         """Calls the handler like the Lambda runtime (an exception is a function error)."""
-        return invoke_in_process(RECEIVE.handler.lambda_handler, FakeContext())
+        return invoke_in_process(handler.lambda_handler, FakeContext())
 
     def send(self, call: Call) -> HttpResponse:
         return self.method.handle(call.request(), self.invoke())
@@ -174,6 +164,12 @@ class ReceiveWorld:
             SecretId=SECRET_NAME,
             SecretString=json.dumps({"account_sid": "AC1", "auth_token": token}),
         )
+
+
+def reset_receiver() -> None:
+    """Forgets the container's receiver and cached secret (a new cold start)."""
+    handler.runtime.cache_clear()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
 
 
 def make_world(
@@ -205,16 +201,16 @@ def make_world(
     boto3.client("dynamodb", region_name=REGION).create_table(
         TableName=MAILBOX_TABLE, **mailbox_table_definition(synth.template_json)
     )
-    RECEIVE.handler.receiver.cache_clear()
+    reset_receiver()
     world = ReceiveWorld(LambdaMethod.from_template(synth.template_json, "message"), environment)
-    iot_data = RECEIVE.handler.receiver().publisher._iot_data
+    iot_data = handler.runtime().publisher._iot_data
 
     def capture(params: dict[str, Any], **_: Any) -> None:
         world.captured_qos.append(int(params["qos"]))
 
     iot_data.meta.events.register("provide-client-params.iot-data.Publish", capture)
     # Powertools' handler holds the stdout of import time: read its lines from here instead.
-    RECEIVE.handler.logger.registered_handler.setStream(world.log_stream)
+    handler.logger.registered_handler.setStream(world.log_stream)  # type: ignore[attr-defined]
     return world
 
 
@@ -225,7 +221,7 @@ def world(
     """A fresh moto account with the secret filled in and the dev stack's API method."""
     with mock_aws():
         yield make_world(synthesized["dev"], monkeypatch)
-    RECEIVE.handler.receiver.cache_clear()
+    reset_receiver()
 
 
 @pytest.fixture(scope="module")
@@ -233,4 +229,4 @@ def shared_world(synthesized: dict[str, Synthesized]) -> Iterator[ReceiveWorld]:
     """Like `world`, shared by a module's examples (property tests: unique MessageSids)."""
     with pytest.MonkeyPatch.context() as monkeypatch, mock_aws():
         yield make_world(synthesized["dev"], monkeypatch)
-    RECEIVE.handler.receiver.cache_clear()
+    reset_receiver()

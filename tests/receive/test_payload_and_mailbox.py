@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from moto import mock_aws
 
-from lambdas.receive.payload_limit import (
+from contract import (
     MAX_DEVICE_PAYLOAD_BYTES,
     TLS_RECORD_PLAINTEXT_BYTES,
     largest_body_limit,
     worst_case_payload_bytes,
 )
 from loop.umqtt_host import publish_packet_bytes
+from receive_lambda.adapters import InboundPublisher
+from receive_lambda.config import ReceiveConfig
+from receive_lambda.decision import Publish, TooLong, decide
+from receive_lambda.form import FormParams
+from receive_lambda.mailbox_record import MailboxRecorder
 from stacks.settings import SettingsError, parse_environment
 from tests.conftest import ROOT, Synthesized, mailbox_table_definition
 from tests.receive.conftest import MAILBOX_TABLE, REGION, Call, FakeContext, ReceiveWorld, sms
@@ -26,13 +31,11 @@ THING = "dev-reverser"
 NUMBER = "+15555550100"
 
 
-def config(receive: SimpleNamespace, **kwargs: Any) -> Any:
-    return receive.webhook.ReceiveConfig(
-        topic_prefix="sms", things_by_number={NUMBER: THING}, **kwargs
-    )
+def config(**kwargs: Any) -> ReceiveConfig:
+    return ReceiveConfig(topic_prefix="sms", things_by_number={NUMBER: THING}, **kwargs)
 
 
-def form_with_media(receive: SimpleNamespace, body: str, url_lengths: list[int]) -> Any:
+def form_with_media(body: str, url_lengths: list[int]) -> FormParams:
     pairs = [(k, v) for k, v in sms(body=body) if k != "NumMedia"]
     pairs.append(("NumMedia", str(len(url_lengths))))
     for n, length in enumerate(url_lengths):
@@ -41,7 +44,7 @@ def form_with_media(receive: SimpleNamespace, body: str, url_lengths: list[int])
             (f"MediaUrl{n}", url + "x" * (length - len(url))),
             (f"MediaContentType{n}", "image/png"),
         ]
-    form = receive.webhook.FormParams()
+    form = FormParams()
     for name, value in pairs:
         form.setdefault(name, []).append(value)
     return form
@@ -59,21 +62,19 @@ def test_the_firmware_drops_what_the_cloud_may_not_publish() -> None:
     assert f"MAX_RAW = const({MAX_DEVICE_PAYLOAD_BYTES})" in core
 
 
-def test_a_payload_at_the_limit_is_published_one_byte_over_tells_the_sender(
-    receive: SimpleNamespace,
-) -> None:
-    settings = config(receive)
+def test_a_payload_at_the_limit_is_published_one_byte_over_tells_the_sender() -> None:
+    settings = config()
     lengths = [200] * 10
-    probe = receive.webhook.decide(form_with_media(receive, "hi 😀", lengths), settings)
-    assert isinstance(probe, receive.webhook.Publish)
+    probe = decide(form_with_media("hi 😀", lengths), settings)
+    assert isinstance(probe, Publish)
     spare = MAX_DEVICE_PAYLOAD_BYTES - len(probe.payload)
     lengths[0] += spare
-    at_limit = receive.webhook.decide(form_with_media(receive, "hi 😀", lengths), settings)
-    assert isinstance(at_limit, receive.webhook.Publish)
+    at_limit = decide(form_with_media("hi 😀", lengths), settings)
+    assert isinstance(at_limit, Publish)
     assert len(at_limit.payload) == MAX_DEVICE_PAYLOAD_BYTES
     lengths[0] += 1
-    over = receive.webhook.decide(form_with_media(receive, "hi 😀", lengths), settings)
-    assert isinstance(over, receive.webhook.TooLong)
+    over = decide(form_with_media("hi 😀", lengths), settings)
+    assert isinstance(over, TooLong)
     assert over.payload_bytes == MAX_DEVICE_PAYLOAD_BYTES + 1
     assert "too large for the device" in over.twiml
     assert f"({MAX_DEVICE_PAYLOAD_BYTES + 1} bytes" in over.twiml
@@ -160,21 +161,16 @@ def aws(aws_env: None, synthesized: dict[str, Synthesized]) -> Iterator[Any]:
         yield dynamodb
 
 
-def test_a_message_is_recorded_before_it_is_published_and_once_per_sid(
-    receive: SimpleNamespace, aws: Any
-) -> None:
-    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
-
+def test_a_message_is_recorded_before_it_is_published_and_once_per_sid(aws: Any) -> None:
     iot = Recorder(aws)
     clock = iter([1000.0, 1001.0, 1002.0])
-    publisher = receive.adapters.InboundPublisher(
+    publisher = InboundPublisher(
         iot,
         DynamoDBPersistenceLayer(table_name="idempotency", boto3_client=aws),
-        mailbox=receive.mailbox_record.MailboxRecorder(
-            aws, "mailbox", 7 * 86400, clock=lambda: next(clock)
-        ),
+        mailbox=MailboxRecorder(aws, "mailbox", 7 * 86400, clock=lambda: next(clock)),
     )
-    decision = receive.webhook.decide(form_with_media(receive, "hello", []), config(receive))
+    decision = decide(form_with_media("hello", []), config())
+    assert isinstance(decision, Publish)
     iot.fail = True  # the first attempt records, then fails to publish: Twilio retries
     with pytest.raises(OSError):
         publisher.publish(decision, FakeContext())

@@ -7,23 +7,19 @@ fault table. AWS is moto's in-process mock; Twilio is Prism behind a FaultProxy.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-SEND_DIR = ROOT / "lambdas" / "send"
-if str(SEND_DIR) not in sys.path:
-    sys.path.insert(0, str(SEND_DIR))
+from aws_lambda_powertools.utilities import parameters
 
-from outbound import SendSettings  # noqa: E402
-from sender import SendRuntime  # noqa: E402
-
-from loop.prism import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, FaultProxy, LoopbackHttpClient  # noqa: E402
+import contract
+from loop.twilio_loopback import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, LoopbackHttpClient
+from send_lambda.config import SendConfig
+from send_lambda.sender import SendRuntime
+from tests.doubles.twilio_faults import FaultProxy
 
 # Lambda's retries of a failed asynchronous invocation, as the stack configures them.
 RETRY_ATTEMPTS = 2
@@ -93,10 +89,12 @@ class AwsStandIns:
 
 @contextmanager
 def aws_stand_ins() -> Iterator[AwsStandIns]:
-    """moto's in-process AWS: the Twilio secret, the idempotency table, the DLQ."""
+    """moto's in-process AWS: the Twilio secret, the idempotency table, the DLQ (and no
+    secret cached from another test)."""
     import boto3
     from moto import mock_aws
 
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
     with mock_aws():
         region = "eu-west-1"
         secrets = boto3.client("secretsmanager", region_name=region)
@@ -129,15 +127,14 @@ def build_runtime(
 ) -> SendRuntime:
     """A SendRuntime on the stand-ins, its Twilio requests sent to `twilio_url`."""
     return SendRuntime(
-        settings=SendSettings(
+        config=SendConfig(
             numbers_by_thing={THING: SENDER, "dev-doorbell": "+15555550101"},
             destination_allow_list=allow_list,
             status_callback_url=status_callback_url,
+            secret_name=SECRET_NAME,
+            idempotency_table=TABLE_NAME,
+            dead_letter_queue_url=aws.queue_url,
         ),
-        secret_name=SECRET_NAME,
-        table_name=TABLE_NAME,
-        dead_letter_queue_url=aws.queue_url,
-        secrets_client=aws.secrets,
         dynamodb_client=aws.dynamodb,
         sqs_client=aws.sqs,
         http_client_factory=lambda t: LoopbackHttpClient(twilio_url, timeout=t),
@@ -163,7 +160,7 @@ def deliver_async(runtime: SendRuntime, aws: AwsStandIns, payload: Any) -> Deliv
         MessageBody=json.dumps(
             {
                 "version": "1.0",
-                "requestContext": {"condition": "RetriesExhausted"},
+                "requestContext": {"condition": contract.RETRIES_EXHAUSTED},
                 "requestPayload": payload,
                 "responsePayload": {"errorType": errors[-1]},
             }
