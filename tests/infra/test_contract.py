@@ -23,8 +23,12 @@ CONFIG = SendConfig(numbers_by_thing={THING: NUMBER, "dev-doorbell": "+155555501
 
 
 def rule_sql(synth: Synthesized) -> str:
+    """The outbound rule's query (the mailbox's request rules are tested with the mailbox)."""
     [rule] = [
-        r for r in synth.template_json["Resources"].values() if r["Type"] == "AWS::IoT::TopicRule"
+        r
+        for r in synth.template_json["Resources"].values()
+        if r["Type"] == "AWS::IoT::TopicRule"
+        and r["Metadata"]["aws:cdk:path"].endswith("/Outbound/OutboundRule")
     ]
     sql: str = rule["Properties"]["TopicRulePayload"]["Sql"]
     return sql
