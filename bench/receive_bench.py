@@ -143,14 +143,18 @@ def warm_latency(events: int) -> dict[str, list[float]]:
 
     import contract
     from loop.apigw_vtl import default_context, render
+    from loop.stack import synthesized_template
     from receive_lambda import handler as receive_handler
     from receive_lambda.config import ReceiveConfig
     from receive_lambda.decision import decide
     from receive_lambda.event import parse_event
     from receive_lambda.signature import signature_is_valid
+    from tests.conftest import mailbox_table_definition
     from tests.receive.conftest import EXECUTE_API_URL, TOKEN, FakeContext, sign, sms
 
     template = (ROOT / "stacks" / "templates" / "receive_request.vtl").read_text()
+    with tempfile.TemporaryDirectory() as synth_out:
+        mailbox = mailbox_table_definition(synthesized_template("dev", Path(synth_out)))
     context = default_context()
     rendered = []
     for index in range(events):
@@ -167,6 +171,8 @@ def warm_latency(events: int) -> dict[str, list[float]]:
         "IDEMPOTENCY_TABLE": "bench-idempotency",
         "THINGS_BY_NUMBER": json.dumps({"+15555550100": "bench"}),  # the naive baseline's
         "BINDINGS_TABLE": "bench-bindings",
+        "MAILBOX_TABLE": "bench-mailbox",
+        "MAILBOX_RETENTION_SECONDS": str(7 * 86400),
         "TOPIC_PREFIX": "sms",
         "REQUEST_URL": EXECUTE_API_URL,
         # Issue 11's inbound policies: the allow-list check and the Contacts write.
@@ -201,6 +207,10 @@ def warm_latency(events: int) -> dict[str, list[float]]:
                 {"AttributeName": contract.CONTACT_KEY_ATTRIBUTE, "AttributeType": "S"}
             ],
             BillingMode="PAY_PER_REQUEST",
+        )
+        boto3.client("dynamodb").create_table(  # the mailbox, as the stack declares it
+            TableName=environment["MAILBOX_TABLE"],
+            **mailbox,
         )
         receive_handler.runtime.cache_clear()
         parameters.clear_caches()  # type: ignore[no-untyped-call]

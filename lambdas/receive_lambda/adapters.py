@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePer
 import contract
 from lambda_shared.twilio_credentials import TwilioCredentials, read_twilio_credentials
 from receive_lambda.decision import Publish
+from receive_lambda.mailbox_record import MailboxRecorder
 
 MIN_REFRESH_INTERVAL_SECONDS = 30.0
 """A failed signature forces a fresh read at most this often (forged requests are cheap)."""
@@ -68,17 +69,20 @@ class FirstDelivery(Protocol):
 
 
 class InboundPublisher:
-    """Publishes a `Publish` decision with QoS 1, at most once per MessageSid (DynamoDB)."""
+    """Records a `Publish` decision in the device's mailbox, then publishes it with QoS 1,
+    at most once per MessageSid (DynamoDB)."""
 
     def __init__(
         self,
         iot_data: Any,
         persistence: BasePersistenceLayer,
         *,
-        expires_after_seconds: int,
+        mailbox: MailboxRecorder,
+        expires_after_seconds: int = contract.DEFAULT_REPLAY_WINDOW_DAYS * 86400,
         contacts: FirstDelivery | None = None,
     ) -> None:
         self._iot_data = iot_data
+        self._mailbox = mailbox
         self._contacts = contacts
         self._config = IdempotencyConfig(
             event_key_jmespath="Id",
@@ -99,7 +103,10 @@ class InboundPublisher:
         # the first delivery, so a replayed request cannot reopen it.
         if self._contacts is not None:
             self._contacts.record_inbound(thing, message["From"])
-        self._iot_data.publish(topic=topic, qos=1, payload=contract.encode_message(message))
+        payload = contract.encode_message(message)
+        # First durably, so a device that misses the publish still gets it later.
+        self._mailbox.record(thing=thing, message_id=message["Id"], topic=topic, payload=payload)
+        self._iot_data.publish(topic=topic, qos=1, payload=payload)
         return {"published": True}
 
     def publish(self, decision: Publish, lambda_context: Any) -> bool:

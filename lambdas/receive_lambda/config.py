@@ -10,7 +10,13 @@ from lambda_shared.config import SECRET_NAME_VARIABLE, missing_variables
 from receive_lambda.errors import ConfigurationError
 from receive_lambda.inbound_policy import SenderPolicy
 
-REQUIRED = (SECRET_NAME_VARIABLE, "IDEMPOTENCY_TABLE", contract.BINDINGS_TABLE_VARIABLE)
+REQUIRED = (
+    SECRET_NAME_VARIABLE,
+    "IDEMPOTENCY_TABLE",
+    contract.BINDINGS_TABLE_VARIABLE,
+    "MAILBOX_TABLE",
+    "MAILBOX_RETENTION_SECONDS",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,6 +32,10 @@ class ReceiveConfig:
     """The DynamoDB table that makes publishing once-only."""
     bindings_table: str = ""
     """The DynamoDB table of which device answers which number (`lambda_shared.bindings`)."""
+    mailbox_table: str = ""
+    """The DynamoDB table where each message waits until its device confirms it."""
+    mailbox_retention_seconds: int = contract.DEFAULT_MAILBOX_RETENTION_DAYS * 86400
+    """How long a message waits for its device (its TTL adds the contract's grace)."""
     senders: SenderPolicy = field(default_factory=SenderPolicy)
     """Per device, the only senders whose texts are forwarded (ALLOWED_SENDERS)."""
     replay_window_seconds: int = contract.DEFAULT_REPLAY_WINDOW_DAYS * 86400
@@ -37,19 +47,21 @@ class ReceiveConfig:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> ReceiveConfig:
         """Reads TOPIC_PREFIX, BODY_LIMIT, EXTRA_FIELDS, TWILIO_SECRET_NAME, IDEMPOTENCY_TABLE,
-        BINDINGS_TABLE, ALLOWED_SENDERS (JSON), REPLAY_WINDOW_SECONDS and CONTACTS_TABLE;
-        ConfigurationError names what is wrong."""
+        BINDINGS_TABLE, MAILBOX_TABLE, MAILBOX_RETENTION_SECONDS, ALLOWED_SENDERS (JSON),
+        REPLAY_WINDOW_SECONDS and CONTACTS_TABLE; ConfigurationError names what is wrong."""
+        missing = missing_variables(environ, REQUIRED)
+        if missing:
+            raise ConfigurationError(f"environment variable(s) {', '.join(missing)} not set")
         try:
             limit = int(environ.get("BODY_LIMIT", str(contract.DEFAULT_BODY_LIMIT)))
+            retention = int(environ["MAILBOX_RETENTION_SECONDS"])
             senders = SenderPolicy.from_json(environ.get("ALLOWED_SENDERS", "{}"))
             replay = int(environ.get("REPLAY_WINDOW_SECONDS", str(cls.replay_window_seconds)))
         except ValueError as error:
             raise ConfigurationError(
-                "BODY_LIMIT, ALLOWED_SENDERS or REPLAY_WINDOW_SECONDS is malformed"
+                "BODY_LIMIT, MAILBOX_RETENTION_SECONDS, ALLOWED_SENDERS or REPLAY_WINDOW_SECONDS "
+                "is malformed"
             ) from error
-        missing = missing_variables(environ, REQUIRED)
-        if missing:
-            raise ConfigurationError(f"environment variable(s) {', '.join(missing)} not set")
         extra = tuple(f for f in environ.get("EXTRA_FIELDS", "").split(",") if f)
         unknown = sorted(set(extra) - set(contract.FORWARDABLE_FIELDS))
         if unknown or limit < 1 or replay < 1:
@@ -61,6 +73,8 @@ class ReceiveConfig:
             secret_name=environ[SECRET_NAME_VARIABLE],
             idempotency_table=environ["IDEMPOTENCY_TABLE"],
             bindings_table=environ[contract.BINDINGS_TABLE_VARIABLE],
+            mailbox_table=environ["MAILBOX_TABLE"],
+            mailbox_retention_seconds=retention,
             senders=senders,
             replay_window_seconds=replay,
             contacts_table=environ.get(contract.CONTACTS_TABLE_VARIABLE) or None,

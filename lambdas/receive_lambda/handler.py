@@ -40,6 +40,7 @@ from receive_lambda.decision import (
 )
 from receive_lambda.errors import BadRequest, ConfigurationError, WebhookError
 from receive_lambda.event import parse_event
+from receive_lambda.mailbox_record import MailboxRecorder
 from receive_lambda.signature import authenticate
 
 logger = Logger(service=SERVICE)
@@ -74,6 +75,7 @@ class Receiver:
                 message_sid=decision.message_sid,
                 body_length=decision.length,
                 body_limit=decision.limit,
+                payload_bytes=decision.payload_bytes,
             )
         elif isinstance(decision, Stranger):
             logger.info(
@@ -121,6 +123,9 @@ def runtime() -> Receiver:
         publisher=InboundPublisher(
             boto3.client("iot-data"),
             DynamoDBPersistenceLayer(table_name=config.idempotency_table, boto3_client=dynamodb),
+            mailbox=MailboxRecorder(
+                dynamodb, config.mailbox_table, config.mailbox_retention_seconds
+            ),
             expires_after_seconds=config.replay_window_seconds,
             contacts=contacts,
         ),

@@ -14,6 +14,8 @@ REQUIRED = (
     "DEAD_LETTER_QUEUE_URL",
     contract.BINDINGS_TABLE_VARIABLE,
 )
+DEFAULT_IDEMPOTENCY_SECONDS = 24 * 3600
+"""Longer than the async event's maximum age (6 h), so every retry of an event finds it."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,12 +33,15 @@ class SendConfig:
     """Where a message Twilio refuses for good is put."""
     bindings_table: str = ""
     """The DynamoDB table of which number each thing sends from (`lambda_shared.bindings`)."""
+    idempotency_seconds: int = DEFAULT_IDEMPOTENCY_SECONDS
+    """How long a sent thing + Id is remembered: at least as long as a message can wait in
+    the mailbox, whose redelivery brings the same reply Id back."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> SendConfig:
         """Reads DESTINATION_ALLOW_LIST (comma-separated), STATUS_CALLBACK_URL (optional),
-        TWILIO_SECRET_NAME, IDEMPOTENCY_TABLE, DEAD_LETTER_QUEUE_URL and BINDINGS_TABLE;
-        ValueError names what is wrong."""
+        TWILIO_SECRET_NAME, IDEMPOTENCY_TABLE, DEAD_LETTER_QUEUE_URL, BINDINGS_TABLE and
+        IDEMPOTENCY_SECONDS (optional); ValueError names what is wrong."""
         missing = missing_variables(environ, REQUIRED)
         if missing:
             raise ValueError(f"environment variable(s) {', '.join(missing)} not set")
@@ -48,4 +53,7 @@ class SendConfig:
             idempotency_table=environ["IDEMPOTENCY_TABLE"],
             dead_letter_queue_url=environ["DEAD_LETTER_QUEUE_URL"],
             bindings_table=environ[contract.BINDINGS_TABLE_VARIABLE],
+            idempotency_seconds=int(
+                environ.get("IDEMPOTENCY_SECONDS") or DEFAULT_IDEMPOTENCY_SECONDS
+            ),
         )

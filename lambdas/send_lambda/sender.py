@@ -63,8 +63,6 @@ from send_lambda.outbound import (
 # Connect + read of two calls stay within the Lambda timeout (30 s): a hung Twilio becomes
 # a retried invocation, not a Lambda timeout.
 TWILIO_TIMEOUT = 6.0
-# Longer than the async event's maximum age (6 h), so every retry of an event finds it.
-IDEMPOTENCY_TTL = 24 * 3600
 # Messages between one number and one recipient that reconciliation reads (one page,
 # newest first): the device would have to text that person more often within the few
 # minutes of Lambda's retries for ours to fall off it.
@@ -122,7 +120,7 @@ class SendRuntime:
             # The same thing + Id with another recipient or text is a device bug: refuse it.
             payload_validation_jmespath="[from, to, body, media]",
             raise_on_no_idempotency_key=True,
-            expires_after_seconds=IDEMPOTENCY_TTL,
+            expires_after_seconds=config.idempotency_seconds,
         )
         persistence = DynamoDBPersistenceLayer(
             table_name=config.idempotency_table, boto3_client=dynamodb_client
@@ -245,7 +243,9 @@ class SendRuntime:
                 Item={
                     "id": {"S": attempt_marker_id(key)},
                     "first_attempt": {"N": f"{now.timestamp():.3f}"},
-                    "expiration": {"N": str(int(now.timestamp()) + IDEMPOTENCY_TTL)},
+                    "expiration": {
+                        "N": str(int(now.timestamp()) + self.config.idempotency_seconds)
+                    },
                 },
                 ConditionExpression="attribute_not_exists(id) OR expiration < :now",
                 ExpressionAttributeValues={":now": {"N": str(int(now.timestamp()))}},
@@ -256,7 +256,9 @@ class SendRuntime:
             started = old.get("first_attempt", {}).get("N")
             # A marker without a readable time (written by hand?): assume the oldest
             # possible attempt, so nothing Twilio lists is excluded by date.
-            seconds = float(started) if started else now.timestamp() - IDEMPOTENCY_TTL
+            seconds = (
+                float(started) if started else now.timestamp() - self.config.idempotency_seconds
+            )
             return datetime.fromtimestamp(seconds, UTC)
         return None
 
