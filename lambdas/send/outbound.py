@@ -46,7 +46,6 @@ class Reason(StrEnum):
     WRONG_TYPE = "wrong-type"
     INVALID_ID = "invalid-id"
     INVALID_TO = "invalid-to"
-    TO_NOT_ALLOWED = "to-not-allowed"
     FROM_NOT_ALLOWED = "from-not-allowed"
     INVALID_BODY = "invalid-body"
     BODY_TOO_LONG = "body-too-long"
@@ -80,21 +79,17 @@ class SendSettings:
     """The environment's rules for outbound messages (from the Lambda's variables)."""
 
     numbers_by_thing: Mapping[str, str]
-    destination_allow_list: frozenset[str] = frozenset()
-    """If not empty, the only numbers a device may text."""
     status_callback_url: str | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> SendSettings:
-        """Reads NUMBERS_BY_THING (JSON), DESTINATION_ALLOW_LIST (comma-separated) and
-        STATUS_CALLBACK_URL (optional)."""
+        """Reads NUMBERS_BY_THING (JSON) and STATUS_CALLBACK_URL (optional). Whom a device
+        may text is outbound_policy.py's business."""
         numbers = json.loads(environ.get("NUMBERS_BY_THING") or "{}")
         if not isinstance(numbers, dict):
             raise ValueError("NUMBERS_BY_THING must be a JSON object")
-        allow = environ.get("DESTINATION_ALLOW_LIST", "")
         return cls(
             numbers_by_thing={str(k): str(v) for k, v in numbers.items()},
-            destination_allow_list=frozenset(n.strip() for n in allow.split(",") if n.strip()),
             status_callback_url=environ.get("STATUS_CALLBACK_URL") or None,
         )
 
@@ -237,8 +232,6 @@ def parse_message(event: Any, settings: SendSettings) -> OutboundMessage:
     to = event.get("To")
     if not isinstance(to, str) or not E164.match(to):
         raise Rejected(Reason.INVALID_TO, "To must be an E.164 number (+ and 7-15 digits)")
-    if settings.destination_allow_list and to not in settings.destination_allow_list:
-        raise Rejected(Reason.TO_NOT_ALLOWED, "To is not in this environment's allow-list")
     claimed_from = event.get("From")
     if claimed_from is not None and claimed_from != sender:
         raise Rejected(Reason.FROM_NOT_ALLOWED, "From is set by the cloud, not the device")
@@ -315,3 +308,10 @@ def credentials_from_secret(secret: Any) -> tuple[str, str]:
             "`aws secretsmanager put-secret-value` (see README)"
         )
     return sid, token
+
+
+def secondary_credentials(secret: Any) -> tuple[str, str] | None:
+    """(account_sid, secondary_auth_token) while a token rotation is under way, else None."""
+    sid, _ = credentials_from_secret(secret)
+    token = secret.get("secondary_auth_token")
+    return (sid, token) if isinstance(token, str) and token else None

@@ -11,6 +11,12 @@ change. Failures follow the issue's contract:
   dead-letter queue by this code, and the invocation succeeds so Lambda does not retry;
 - the same device message (thing + Id) delivered again: at most one SMS (DynamoDB record
   of Twilio's message SID);
+- the outbound policy refuses it (outbound_policy.py: not a recent contact, a fleet number,
+  a cap...): dead-lettered to the refused queue with its reason, counted in the
+  `OutboundRefused` metric, never retried; an opted-out recipient (or Twilio's 21610) is
+  an expected outcome: logged at INFO, counted in `RecipientOptedOut`, nothing queued;
+- Twilio answers 401: the secret is read again (bypassing the cache) and the send is
+  retried once, with the new token or the rotation's secondary token;
 - a retry after an ambiguous failure (timeout, connection reset, 5xx: Twilio may have
   accepted the request) sends nothing if Twilio already has the message (see _send).
 
@@ -31,6 +37,7 @@ from typing import Any
 
 import requests
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
@@ -39,6 +46,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyValidationError
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.exceptions import BotoCoreError, ClientError
+from contacts_store import ContactsStore
 from outbound import (
     Failure,
     ListedMessage,
@@ -52,8 +60,10 @@ from outbound import (
     dead_letter_record,
     find_earlier_send,
     parse_message,
+    secondary_credentials,
     twilio_refused,
 )
+from outbound_policy import OutboundPolicy, Refusal, Refused
 from twilio.base import values
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http import HttpClient
@@ -67,6 +77,15 @@ SECRET_MAX_AGE = 300
 # Longer than the async event's maximum age (6 h), so every retry of an event finds it.
 IDEMPOTENCY_TTL = 24 * 3600
 PERMANENT_CONDITION = "PermanentTwilioError"
+REFUSED_CONDITION = "OutboundPolicyRefused"
+# CloudWatch metrics (EMF): the stack's alarm watches REFUSED_METRIC (stacks/outbound_policy.py).
+REFUSED_METRIC = "OutboundRefused"
+OPTED_OUT_METRIC = "RecipientOptedOut"
+METRICS_SERVICE = "send"
+DEFAULT_METRICS_NAMESPACE = "TextDevice"
+# Twilio's "the recipient opted out" (STOP): expected, not an error.
+TWILIO_OPTED_OUT = 21610
+UNAUTHORIZED = 401
 # Messages between one number and one recipient that reconciliation reads (one page,
 # newest first): the device would have to text that person more often within the few
 # minutes of Lambda's retries for ours to fall off it.
@@ -117,11 +136,19 @@ class SendRuntime:
         secrets_client: Any,
         dynamodb_client: Any,
         sqs_client: Any,
+        policy: OutboundPolicy,
+        contacts_table_name: str,
+        refused_queue_url: str,
+        metrics_namespace: str = DEFAULT_METRICS_NAMESPACE,
         http_client_factory: HttpClientFactory = default_http_client,
         twilio_timeout: float = TWILIO_TIMEOUT,
         clock: Clock = utc_now,
     ) -> None:
         self.settings = settings
+        self.policy = policy
+        self._contacts = ContactsStore(dynamodb_client, contacts_table_name)
+        self._refused_queue_url = refused_queue_url
+        self._metrics_namespace = metrics_namespace
         self._secret_name = secret_name
         self._dead_letter_queue_url = dead_letter_queue_url
         self._secrets = SecretsProvider(boto3_client=secrets_client)
@@ -158,14 +185,22 @@ class SendRuntime:
         """Built from the Lambda's environment variables, with boto3's default clients."""
         import boto3  # here, not at import: tests and the demo build clients after mocking
 
+        settings = SendSettings.from_environment(environ)
         return cls(
-            settings=SendSettings.from_environment(environ),
+            settings=settings,
             secret_name=environ["TWILIO_SECRET_NAME"],
             table_name=environ["IDEMPOTENCY_TABLE"],
             dead_letter_queue_url=environ["DEAD_LETTER_QUEUE_URL"],
             secrets_client=boto3.client("secretsmanager"),
             dynamodb_client=boto3.client("dynamodb"),
             sqs_client=boto3.client("sqs"),
+            policy=OutboundPolicy.from_environment(
+                environ, fleet_numbers=settings.numbers_by_thing.values()
+            ),
+            contacts_table_name=environ["CONTACTS_TABLE"],
+            refused_queue_url=environ["REFUSED_QUEUE_URL"],
+            metrics_namespace=environ.get("POWERTOOLS_METRICS_NAMESPACE")
+            or DEFAULT_METRICS_NAMESPACE,
             http_client_factory=http_client_factory,
             twilio_timeout=twilio_timeout,
         )
@@ -173,11 +208,24 @@ class SendRuntime:
     def twilio(self) -> Client:
         """The Twilio client for the current credentials (rebuilt only when they change)."""
         secret = self._secrets.get(self._secret_name, transform="json", max_age=SECRET_MAX_AGE)
-        credentials = credentials_from_secret(secret)
+        return self._client_for(credentials_from_secret(secret))
+
+    def _client_for(self, credentials: tuple[str, str]) -> Client:
         if self._client is None or self._client[0] != credentials:
             http_client = self._http_client_factory(self._twilio_timeout)
             self._client = (credentials, Client(*credentials, http_client=http_client))
         return self._client[1]
+
+    def _twilio_after_401(self, rejected: Client) -> Client | None:
+        """A client with other credentials than `rejected`'s, from a fresh read of the
+        secret (the cache bypassed): the new primary token, else the rotation's secondary
+        one; None when the secret holds nothing else to try."""
+        secret = self._secrets.get(self._secret_name, transform="json", force_fetch=True)
+        failed = (str(rejected.username), str(rejected.password))
+        for credentials in (credentials_from_secret(secret), secondary_credentials(secret)):
+            if credentials is not None and credentials != failed:
+                return self._client_for(credentials)
+        return None
 
     def handle(self, event: Any, context: Any) -> dict[str, Any]:
         """Processes one topic-rule event; raises only when Lambda should retry it."""
@@ -188,6 +236,8 @@ class SendRuntime:
             result: dict[str, Any] = self._send_once(record=message.as_record())
         except Rejected as rejected:
             return self._rejected(rejected, where)
+        except Refused as refused:
+            return self._refused(refused, event, context, where)
         except IdempotencyValidationError:
             reused = Rejected(Reason.ID_REUSED, "this Id was already sent with other content")
             return self._rejected(reused, where)
@@ -215,6 +265,7 @@ class SendRuntime:
         Twilio did not take the message; after a success it is left to its TTL, so a retry
         still finds it should saving Powertools' record fail.
         """
+        self._apply_policy(record)  # inside: a repeated delivery of a sent message is not counted
         twilio = self.twilio()  # credentials first: no marker for an attempt never made
         first_attempt = self._mark_attempt(record["key"])
         if first_attempt is not None:
@@ -229,15 +280,8 @@ class SendRuntime:
                 "an earlier attempt reached no message at Twilio: sending",
                 extra=_key_fields(record["key"]),
             )
-        media = record["media"]
         try:
-            sent = twilio.messages.create(
-                to=record["to"],
-                from_=record["from"],
-                body=record["body"] or values.unset,
-                media_url=media or values.unset,
-                status_callback=self.settings.status_callback_url or values.unset,
-            )
+            sent = self._create_retrying_401(twilio, record)
         except (TwilioRestException, TwilioServiceException) as error:
             # Both error formats (legacy and RFC 9457 problem details) carry status and code.
             # A 4xx proves Twilio did not take the message: no retry needs to look for it
@@ -246,6 +290,10 @@ class SendRuntime:
             # Twilio's Messages list before sending again.
             if first_attempt is None and twilio_refused(error.status):
                 self._forget_attempt(record["key"])
+            if error.code == TWILIO_OPTED_OUT:
+                thing, _, _ = record["key"].partition("#")
+                self._contacts.record_opt_out(thing, record["to"])
+                raise Refused(Refusal.OPTED_OUT, "Twilio answered 21610") from error
             if classify_status(error.status) is Failure.TRANSIENT:
                 raise TransientTwilioError(f"Twilio answered {error.status}") from error
             code = error.code if isinstance(error.code, int) else None
@@ -257,6 +305,52 @@ class SendRuntime:
                 f"{type(error).__name__}; Twilio may have accepted it"
             ) from error
         return {"sid": str(sent.sid), "status": str(sent.status)}
+
+    def _create_retrying_401(self, twilio: Client, record: dict[str, Any]) -> Any:
+        """Twilio's Messages create; on a 401, once more with re-read credentials.
+
+        A 401 proves Twilio took nothing, so the retry cannot send twice. Between Twilio
+        promoting a new token and the secret being updated, the cached token fails: the
+        fresh read (or the secondary token) saves the message instead of dead-lettering it.
+        """
+        try:
+            return self._create(twilio, record)
+        except (TwilioRestException, TwilioServiceException) as error:
+            if error.status != UNAUTHORIZED:
+                raise
+            retry = self._twilio_after_401(twilio)
+            if retry is None:
+                raise
+            logger.info(
+                "Twilio answered 401: secret re-read, retrying once",
+                extra=_key_fields(record["key"]),
+            )
+            return self._create(retry, record)
+
+    def _create(self, twilio: Client, record: dict[str, Any]) -> Any:
+        media = record["media"]
+        return twilio.messages.create(
+            to=record["to"],
+            from_=record["from"],
+            body=record["body"] or values.unset,
+            media_url=media or values.unset,
+            status_callback=self.settings.status_callback_url or values.unset,
+        )
+
+    def _apply_policy(self, record: dict[str, Any]) -> None:
+        """Raises Refused unless the outbound policy lets this device text `to` now.
+
+        One GetItem (the contact) and, when allowed, one conditional UpdateItem per cap.
+        A refusal by the day cap leaves the minute counter one higher: caps err on the side
+        of refusing.
+        """
+        thing, _, _ = record["key"].partition("#")
+        now = self._clock().timestamp()
+        contact = self._contacts.contact(thing, record["to"])
+        self.policy.check(thing=thing, to=record["to"], contact=contact, now=now)
+        for counter in self.policy.counters(thing, now):
+            if not self._contacts.count(counter):
+                raise Refused(counter.refusal, f"this device reached its cap of {counter.limit}")
 
     def _mark_attempt(self, key: str) -> datetime | None:
         """Records that an attempt is about to call Twilio; returns when the first attempt
@@ -343,6 +437,45 @@ class SendRuntime:
             QueueUrl=self._dead_letter_queue_url,
             MessageBody=json.dumps(record, ensure_ascii=False),
         )
+
+    def _refused(
+        self, refused: Refused, event: Any, context: Any, where: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A policy refusal: counted; dead-lettered with its reason unless expected (STOP)."""
+        fields = {**where, "reason": str(refused.reason), "detail": refused.detail}
+        if refused.reason.expected:
+            logger.info("not sent: the recipient opted out", extra=fields)
+            self._count(OPTED_OUT_METRIC, refused)
+            return {"outcome": "opted-out"}
+        logger.warning(f"refused by the outbound policy: {refused.reason}", extra=fields)
+        record = dead_letter_record(
+            event,
+            condition=REFUSED_CONDITION,
+            request_id=str(getattr(context, "aws_request_id", "")),
+            function_arn=str(getattr(context, "invoked_function_arn", "")),
+            error={
+                "errorType": REFUSED_CONDITION,
+                "reason": str(refused.reason),
+                "detail": refused.detail,
+            },
+        )
+        # If this fails, the invocation fails and Lambda retries: the refusal is not lost.
+        self._sqs.send_message(
+            QueueUrl=self._refused_queue_url, MessageBody=json.dumps(record, ensure_ascii=False)
+        )
+        self._count(REFUSED_METRIC, refused)
+        return {"outcome": "refused", "reason": str(refused.reason)}
+
+    def _count(self, name: str, refused: Refused) -> None:
+        """One EMF metric data point (written to the log at once; no flush needed)."""
+        with single_metric(
+            name=name,
+            unit=MetricUnit.Count,
+            value=1,
+            namespace=self._metrics_namespace,
+            default_dimensions={"service": METRICS_SERVICE},
+        ) as metric:
+            metric.add_metadata(key="reason", value=str(refused.reason))
 
     @staticmethod
     def _rejected(rejected: Rejected, where: dict[str, Any]) -> dict[str, Any]:

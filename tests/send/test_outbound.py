@@ -115,27 +115,17 @@ def test_media_only_message_and_the_image_alias() -> None:
     assert parse_message(event(MediaUrl=many), SETTINGS).media_urls == tuple(many)
 
 
-def test_allow_list_limits_destinations_when_set() -> None:
-    allow = SendSettings(
-        numbers_by_thing={THING: SENDER}, destination_allow_list=frozenset({"+15551234567"})
-    )
-    assert parse_message(event(To="+15551234567"), allow).to == "+15551234567"
-    assert rejected(event(To="+15557777777"), allow) is Reason.TO_NOT_ALLOWED
-
-
 def test_settings_from_environment() -> None:
     settings = SendSettings.from_environment(
         {
             "NUMBERS_BY_THING": '{"a": "+15555550100"}',
-            "DESTINATION_ALLOW_LIST": "+15551234567, +15557654321",
             "STATUS_CALLBACK_URL": "https://x.example/v1/status",
         }
     )
     assert settings.numbers_by_thing == {"a": "+15555550100"}
-    assert settings.destination_allow_list == {"+15551234567", "+15557654321"}
     assert settings.status_callback_url == "https://x.example/v1/status"
     empty = SendSettings.from_environment({})
-    assert (empty.numbers_by_thing, empty.destination_allow_list) == ({}, frozenset())
+    assert empty.numbers_by_thing == {}
     assert empty.status_callback_url is None
     with pytest.raises(ValueError, match="JSON object"):
         SendSettings.from_environment({"NUMBERS_BY_THING": "[]"})

@@ -1,0 +1,70 @@
+"""The send Lambda's side of the Contacts table: read a contact, count a send, record STOP.
+
+The table is keyed `pk`: `{thing}#{number}` for a contact (written by the receive Lambda:
+`last_inbound_at`, `opted_out`) and `{thing}#sent#...` for the cap counters written here.
+Items expire by TTL on `expires_at`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from outbound_policy import Contact, Counter, contact_key
+
+KEY = "pk"
+
+
+class ContactsStore:
+    """Single-item reads and writes on the Contacts table (GetItem, UpdateItem)."""
+
+    def __init__(self, dynamodb_client: Any, table_name: str) -> None:
+        self._dynamodb = dynamodb_client
+        self._table = table_name
+
+    def contact(self, thing: str, number: str) -> Contact:
+        """What the table knows of `number` for `thing`; an unknown number is a stranger.
+
+        Strongly consistent: a STOP recorded a moment ago must already count.
+        """
+        item = self._dynamodb.get_item(
+            TableName=self._table,
+            Key={KEY: {"S": contact_key(thing, number)}},
+            ConsistentRead=True,
+            ProjectionExpression="last_inbound_at, opted_out",
+        ).get("Item", {})
+        last = item.get("last_inbound_at", {}).get("N")
+        return Contact(
+            last_inbound_at=int(float(last)) if last is not None else None,
+            opted_out=bool(item.get("opted_out", {}).get("BOOL", False)),
+        )
+
+    def count(self, counter: Counter) -> bool:
+        """Adds one send to `counter` unless it reached its limit; True when counted.
+
+        One conditional UpdateItem: atomic, however many sends run at once.
+        """
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key={KEY: {"S": counter.key}},
+                UpdateExpression="ADD sent :one SET expires_at = if_not_exists(expires_at, :exp)",
+                ConditionExpression="attribute_not_exists(sent) OR sent < :limit",
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":limit": {"N": str(counter.limit)},
+                    ":exp": {"N": str(counter.expires_at)},
+                },
+            )
+        except self._dynamodb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def record_opt_out(self, thing: str, number: str) -> None:
+        """Marks `number` opted out for `thing` (Twilio answered 21610), so the next
+        reply is refused without calling Twilio; a START clears it on the receive side."""
+        self._dynamodb.update_item(
+            TableName=self._table,
+            Key={KEY: {"S": contact_key(thing, number)}},
+            UpdateExpression="SET opted_out = :true",
+            ExpressionAttributeValues={":true": {"BOOL": True}},
+        )
