@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CDK := node_modules/.bin/cdk
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help deps mosquitto synth test lint deploy diff demo bench flash monitor clean
+.PHONY: help deps mosquitto synth test lint deploy diff demo bench flash monitor redrive clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -66,6 +66,9 @@ flash: $(VENV)/.installed  ## Flash a board: make flash ENV=dev THING=dev-revers
 
 monitor: $(VENV)/.installed  ## Watch the board's console (Ctrl-] quits): make monitor PORT=/dev/ttyUSB0
 	$(PY) -m device.tool monitor --port "$(PORT)"
+
+redrive: $(VENV)/.installed  ## List the dead-letter queues with reasons, redrive what is worth it: make redrive ENV=dev [DRY_RUN=1]
+	$(PY) -m tools.redrive --env $(ENV) $(if $(DRY_RUN),--dry-run)
 
 clean:  ## Remove build output (keeps the venv, node_modules and device keys).
 	rm -rf cdk.out cdk.out.* build .pytest_cache .mypy_cache .ruff_cache

@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="text-a-device-") as work:
         try:
             with LocalLoop(Path(work), env=args.env) as loop:
+                # The reply window: until the receive Lambda records contacts (issue 11's
+                # inbound half), the person's texting is recorded here.
+                loop.remember_contact()
                 print(f"Ready in {time.monotonic() - started:.1f} s. Hops, in ms since the text:")
                 loop.trace.echo = lambda line: print("  " + line)
                 if args.interactive:

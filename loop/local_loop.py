@@ -47,6 +47,9 @@ from loop.webhook_server import WebhookEndpoint
 from stacks.settings import EnvironmentSettings, parse_environment
 
 SENDER_PHONE = "+15551234567"  # the person texting the device (a reserved 555 number)
+LOAD_CAPS = {"send_limit_per_minute": 1000, "send_limit_per_day": 100_000}
+"""Send caps for a loop that answers hundreds of texts a minute (load tests, benchmarks):
+the defaults (10 a minute, 200 a day per device) would refuse most of the replies."""
 
 
 def mask(number: str) -> str:
@@ -111,7 +114,9 @@ class LocalLoop:
         retry_delay_s: float = 0.2,
         receive_concurrency: int = 4,
         send_concurrency: int = 4,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
+        """`settings`: changes to the environment's `cdk.json` settings (a load test's caps)."""
         self.workdir = workdir
         self.trace = Trace(echo=echo)
         self.received: dict[str, list[dict[str, Any]]] = {}
@@ -120,20 +125,27 @@ class LocalLoop:
         """Every IoT data Publish the receive Lambda made."""
         self._closers: list[Callable[[], None]] = []
         try:
-            self._start(env, retry_delay_s, receive_concurrency, send_concurrency)
+            self._start(env, retry_delay_s, receive_concurrency, send_concurrency, settings or {})
         except BaseException:
             self.close()
             raise
 
     # -- start and stop ------------------------------------------------------------------
 
-    def _start(self, env: str, retry_delay_s: float, receive_n: int, send_n: int) -> None:
+    def _start(
+        self,
+        env: str,
+        retry_delay_s: float,
+        receive_n: int,
+        send_n: int,
+        overrides: Mapping[str, Any],
+    ) -> None:
         workdir = self.workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.settings: EnvironmentSettings = parse_environment(
-            env, cdk_context()["environments"][env]
+            env, {**cdk_context()["environments"][env], **overrides}
         )
-        self.template = synthesized_template(env, workdir / "cdk.out")
+        self.template = synthesized_template(env, workdir / "cdk.out", overrides)
         resources = self.template["Resources"]
 
         self.moto = MotoServer()
@@ -230,6 +242,12 @@ class LocalLoop:
         )
         self._closers.append(self.router.close)
 
+        self.refused_queue_id = find_by_path(
+            self.template, "AWS::SQS::Queue", "OutboundPolicy/RefusedQueue/Resource"
+        )
+        self.contacts_table = find_by_path(
+            self.template, "AWS::DynamoDB::Table", "Contacts/Table/Resource"
+        )
         self.receive.warm_up()
         self.send.warm_up()
 
@@ -412,6 +430,31 @@ class LocalLoop:
     def dead_letters(self) -> list[dict[str, Any]]:
         """Messages in the send Lambda's dead-letter queue (read without deleting)."""
         return self.aws.queue_messages(self.dead_letter_queue_id)
+
+    def refused(self) -> list[dict[str, Any]]:
+        """Messages the outbound policy refused (read without deleting)."""
+        return self.aws.queue_messages(self.refused_queue_id)
+
+    def remember_contact(
+        self,
+        number: str = SENDER_PHONE,
+        *,
+        thing: str | None = None,
+        at: float | None = None,
+        opted_out: bool = False,
+    ) -> None:
+        """Writes the Contacts item the receive Lambda keeps for `number` texting `thing`
+        (default: the first device): it texted at `at` (default now), opted out or not."""
+        thing = thing or next(iter(self.settings.devices))
+        moment = time.time() if at is None else at
+        self.moto.client("dynamodb").put_item(
+            TableName=self.aws.refs[self.contacts_table],
+            Item={
+                "pk": {"S": f"{thing}#{number}"},
+                "last_inbound_at": {"N": str(int(moment))},
+                "opted_out": {"BOOL": opted_out},
+            },
+        )
 
     def rule_errors(self) -> list[dict[str, Any]]:
         """Messages the rule could not deliver (its error action's queue)."""

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +43,24 @@ def synthesize(env: str, outdir: Path, **extra_context: Any) -> tuple[Any, Path]
     return stack, outdir / f"{stack.stack_name}.template.json"
 
 
-def synthesized_template(env: str, outdir: Path) -> dict[str, Any]:
-    """The template of `env` as a dict, synthesized in a child process.
+def synthesized_template(
+    env: str, outdir: Path, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The template of `env` as a dict, synthesized in a child process; `overrides` change
+    settings of the environment's `cdk.json` entry.
 
     A child process, so that jsii's Node kernel lives only as long as the synthesis: the
     local loop runs for long and is stopped with Ctrl-C, which would otherwise reach that
     kernel too and make its exit noisy.
     """
+    environments = cdk_context()["environments"]
+    environments[env] = {**environments[env], **(overrides or {})}
     script = (
-        "import sys; from pathlib import Path; from loop.stack import synthesize; "
-        "print(synthesize(sys.argv[1], Path(sys.argv[2]))[1])"
+        "import json, sys; from pathlib import Path; from loop.stack import synthesize; "
+        "print(synthesize(sys.argv[1], Path(sys.argv[2]), environments=json.loads(sys.argv[3]))[1])"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script, env, str(outdir)],
+        [sys.executable, "-c", script, env, str(outdir), json.dumps(environments)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -64,6 +64,7 @@ class OutboundMessaging(Construct):
         log_retention: aws_logs.RetentionDays,
         removal_policy: RemovalPolicy,
         status_callback_url: str | None = None,
+        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -113,6 +114,8 @@ class OutboundMessaging(Construct):
             # A reconciling retry makes two Twilio calls (list, then create), each bounded by
             # the client's timeout for connect and again for read (sender.py): 4 x 6 s < 30 s.
             timeout=LAMBDA_TIMEOUT,
+            # Bounds what a flood of device messages can cost at once (Twilio, DynamoDB).
+            reserved_concurrency=reserved_concurrency,
         )
         self.function = self.send.function
         self.dead_letter_queue.grant_send_messages(self.function)

@@ -7,7 +7,7 @@ message that names the environment and the key instead of a half-working deploym
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +64,7 @@ class EnvironmentSettings:
     extra_fields: tuple[str, ...] = ()
     """Webhook parameters forwarded to the device besides the contract's fields."""
     destination_allow_list: tuple[str, ...] = ()
-    """If not empty, the only numbers a device may text."""
+    """Numbers every device may text besides those that texted it (see reply_window_days)."""
     status_callback: bool = False
     configure_twilio_number: bool = False
     """Point each bound number's SmsUrl at the webhook on deploy (custom resource)."""
@@ -74,6 +74,19 @@ class EnvironmentSettings:
     throttle_burst_limit: int = 20
     retain_data: bool = False
     """Keep tables, queues and logs when the stack is deleted (set for prod)."""
+    # -- Outbound policy: whom a device may text, and how much (safe by default). --------
+    reply_window_days: int = 30
+    """A device may text a number that texted it within this many days (0: allow-lists only)."""
+    destination_allow_list_by_device: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Per device, numbers it may text besides those that texted it."""
+    destination_prefixes: tuple[str, ...] = ()
+    """If not empty, every destination must start with one of these (`+1`, `+44`...)."""
+    send_limit_per_minute: int = 10
+    send_limit_per_day: int = 200
+    """Per device: sends beyond a cap are refused (dead-lettered with the reason)."""
+    send_reserved_concurrency: int | None = 5
+    """The send Lambda's reserved concurrency (null: none, for accounts whose concurrency
+    quota is still 10, where Lambda refuses any reservation)."""
 
     @property
     def stack_name(self) -> str:
@@ -140,6 +153,7 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentSettings:
         if not isinstance(raw.get(flag, False), bool):
             raise fail(f"'{flag}' must be true or false")
 
+    policy = parse_outbound_policy(raw, devices, fail)
     return EnvironmentSettings(
         name=name,
         region=raw["region"],
@@ -157,4 +171,67 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentSettings:
         throttle_rate_limit=float(rate),
         throttle_burst_limit=burst,
         retain_data=raw.get("retain_data", False),
+        **policy,
     )
+
+
+# -- Outbound policy settings ----------------------------------------------------------------
+MAX_REPLY_WINDOW_DAYS = 365
+MAX_PER_MINUTE = 1000
+MAX_PER_DAY = 100_000
+MAX_RESERVED_CONCURRENCY = 1000
+# A calling-code prefix: + and 1 to 15 digits, no leading zero (E.164's first digit).
+PREFIX = re.compile(r"^\+[1-9][0-9]{0,14}$")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_outbound_policy(
+    raw: Mapping[str, Any], devices: Mapping[str, str], fail: Callable[[str], SettingsError]
+) -> dict[str, Any]:
+    """The outbound policy's settings of one environment, validated (keyword arguments of
+    EnvironmentSettings)."""
+    window = raw.get("reply_window_days", 30)
+    if not _is_int(window) or not 0 <= window <= MAX_REPLY_WINDOW_DAYS:
+        raise fail(f"'reply_window_days' must be an integer from 0 to {MAX_REPLY_WINDOW_DAYS}")
+    by_device = raw.get("destination_allow_list_by_device", {})
+    if not isinstance(by_device, Mapping):
+        raise fail("'destination_allow_list_by_device' must map thing names to lists of numbers")
+    for thing, numbers in by_device.items():
+        if thing not in devices:
+            raise fail(f"'destination_allow_list_by_device' names {thing!r}, not a device")
+        if not isinstance(numbers, list) or not all(
+            isinstance(n, str) and E164.match(n) for n in numbers
+        ):
+            raise fail(f"'destination_allow_list_by_device.{thing}' must hold E.164 numbers")
+    prefixes = raw.get("destination_prefixes", [])
+    if not isinstance(prefixes, list) or not all(
+        isinstance(p, str) and PREFIX.match(p) for p in prefixes
+    ):
+        raise fail('\'destination_prefixes\' must hold prefixes like "+1" or "+44"')
+    per_minute = raw.get("send_limit_per_minute", 10)
+    per_day = raw.get("send_limit_per_day", 200)
+    if not _is_int(per_minute) or not 1 <= per_minute <= MAX_PER_MINUTE:
+        raise fail(f"'send_limit_per_minute' must be an integer from 1 to {MAX_PER_MINUTE}")
+    if not _is_int(per_day) or not per_minute <= per_day <= MAX_PER_DAY:
+        raise fail(
+            f"'send_limit_per_day' must be an integer from send_limit_per_minute to {MAX_PER_DAY}"
+        )
+    reserved = raw.get("send_reserved_concurrency", 5)
+    if reserved is not None and (
+        not _is_int(reserved) or not 1 <= reserved <= MAX_RESERVED_CONCURRENCY
+    ):
+        raise fail(
+            f"'send_reserved_concurrency' must be null or an integer from 1 to "
+            f"{MAX_RESERVED_CONCURRENCY}"
+        )
+    return {
+        "reply_window_days": window,
+        "destination_allow_list_by_device": {t: tuple(n) for t, n in by_device.items()},
+        "destination_prefixes": tuple(prefixes),
+        "send_limit_per_minute": per_minute,
+        "send_limit_per_day": per_day,
+        "send_reserved_concurrency": reserved,
+    }

@@ -8,6 +8,7 @@ from typing import Any
 from aws_cdk import CfnOutput, RemovalPolicy, Stack, aws_iam, aws_logs
 from constructs import Construct
 
+from stacks.contacts import Contacts
 from stacks.device_fleet import (
     DeviceFleet,
     certificate_output_name,
@@ -16,6 +17,7 @@ from stacks.device_fleet import (
 )
 from stacks.monitoring import Monitoring
 from stacks.outbound_messaging import OutboundMessaging
+from stacks.outbound_policy import OutboundPolicy
 from stacks.settings import EnvironmentSettings
 from stacks.status_callback import StatusCallback
 from stacks.twilio_number import TwilioNumberWebhook
@@ -120,6 +122,7 @@ class TextDeviceStack(Stack):
             log_retention=retention,
             removal_policy=removal,
             status_callback_url=self.status_callback.url if self.status_callback else None,
+            reserved_concurrency=settings.send_reserved_concurrency,
         )
         # Optional: point the bound numbers' SMS webhook at this stack on deploy.
         self.number_webhook = (
@@ -146,6 +149,26 @@ class TextDeviceStack(Stack):
             api=self.webhook.api,
             alarm_email=settings.alarm_email,
         )
+
+        # Whom a device may text, and how much: the reply window and opt-outs come from the
+        # Contacts table, which the receive Lambda writes.
+        self.contacts = Contacts(self, "Contacts", removal_policy=removal)
+        self.outbound_policy = OutboundPolicy(
+            self,
+            "OutboundPolicy",
+            function=self.outbound.function,
+            contacts_table=self.contacts.table,
+            reply_window_days=settings.reply_window_days,
+            allow_list_by_device=settings.destination_allow_list_by_device,
+            prefixes=settings.destination_prefixes,
+            limit_per_minute=settings.send_limit_per_minute,
+            limit_per_day=settings.send_limit_per_day,
+            metrics_namespace=settings.stack_name,
+            alarm_topic=self.monitoring.topic,
+            removal_policy=removal,
+        )
+        self.webhook.function.add_environment("CONTACTS_TABLE", self.contacts.table.table_name)
+        self.contacts.table.grant(self.webhook.function, "dynamodb:UpdateItem")
 
         # Grants: each function gets exactly what its code calls.
         receive = self.webhook.function
@@ -192,6 +215,11 @@ class TextDeviceStack(Stack):
             description='Put {"account_sid", "auth_token"} here after the first deploy',
         )
         CfnOutput(self, "DevicePolicyName", value=self.fleet.policy.ref)
+        # What `make redrive` reads and writes.
+        CfnOutput(self, "SendDeadLetterQueueUrl", value=self.outbound.dead_letter_queue.queue_url)
+        CfnOutput(self, "RuleErrorQueueUrl", value=self.outbound.rule_error_queue.queue_url)
+        CfnOutput(self, "RefusedQueueUrl", value=self.outbound_policy.refused_queue.queue_url)
+        CfnOutput(self, "SendIdempotencyTable", value=self.outbound.idempotency_table.table_name)
         CfnOutput(self, "TopicPrefix", value=prefix)
         for thing, certificate in sorted(self.fleet.certificates.items()):
             CfnOutput(

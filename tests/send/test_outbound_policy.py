@@ -73,7 +73,9 @@ def test_allow_lists_for_the_environment_and_per_device() -> None:
 
 def test_allowed_prefixes_apply_to_repliers_and_allow_lists_alike() -> None:
     policy = OutboundPolicy(
-        fleet_numbers=FLEET, allowed_prefixes=("+1555", "+44"), allow_list=frozenset({"+3312345678"})
+        fleet_numbers=FLEET,
+        allowed_prefixes=("+1555", "+44"),
+        allow_list=frozenset({"+3312345678"}),
     )
     policy.check(thing=THING, to="+15551234567", contact=RECENT, now=NOW)
     policy.check(thing=THING, to="+447700900123", contact=RECENT, now=NOW)

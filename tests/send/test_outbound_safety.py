@@ -182,9 +182,7 @@ def test_a_401_with_nothing_new_in_the_secret_is_dead_lettered_after_one_try(
     assert record["responsePayload"]["twilioStatus"] == 401
 
 
-def test_a_second_401_after_the_refresh_gives_up(
-    aws: AwsStandIns, fresh_proxy: FaultProxy
-) -> None:
+def test_a_second_401_after_the_refresh_gives_up(aws: AwsStandIns, fresh_proxy: FaultProxy) -> None:
     runtime = build_runtime(aws, fresh_proxy.url)
     runtime.twilio()
     put_secret(aws, auth_token="also-wrong")
