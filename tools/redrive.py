@@ -76,9 +76,7 @@ class Letter:
         return f"attempt#{self.thing}#{self.message_id}"
 
 
-def _device_message(
-    queue: str, reason: str, retry: bool, topic_prefix: str, event: Any
-) -> Letter:
+def _device_message(queue: str, reason: str, retry: bool, topic_prefix: str, event: Any) -> Letter:
     """A letter holding the send Lambda's event (the device's fields plus `thing`)."""
     if not isinstance(event, Mapping) or not isinstance(event.get("thing"), str):
         return Letter(queue, f"{reason} (no device message in the record)", retry=False)
