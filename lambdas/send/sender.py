@@ -421,21 +421,25 @@ class SendRuntime:
         )
 
     def _dead_letter(self, event: Any, context: Any, error: PermanentTwilioError) -> None:
+        error_fields = {"twilioStatus": error.status, "twilioCode": error.code}
+        self._enqueue(
+            self._dead_letter_queue_url, event, context, PERMANENT_CONDITION, error_fields
+        )
+
+    def _enqueue(
+        self, queue_url: str, event: Any, context: Any, condition: str, error: dict[str, Any]
+    ) -> None:
+        """Puts `event` in a queue as a record shaped like Lambda's on-failure record."""
         record = dead_letter_record(
             event,
-            condition=PERMANENT_CONDITION,
+            condition=condition,
             request_id=str(getattr(context, "aws_request_id", "")),
             function_arn=str(getattr(context, "invoked_function_arn", "")),
-            error={
-                "errorType": PERMANENT_CONDITION,
-                "twilioStatus": error.status,
-                "twilioCode": error.code,
-            },
+            error={"errorType": condition, **error},
         )
         # If this fails, the exception fails the invocation and Lambda retries: not lost.
         self._sqs.send_message(
-            QueueUrl=self._dead_letter_queue_url,
-            MessageBody=json.dumps(record, ensure_ascii=False),
+            QueueUrl=queue_url, MessageBody=json.dumps(record, ensure_ascii=False)
         )
 
     def _refused(
@@ -448,21 +452,8 @@ class SendRuntime:
             self._count(OPTED_OUT_METRIC, refused)
             return {"outcome": "opted-out"}
         logger.warning(f"refused by the outbound policy: {refused.reason}", extra=fields)
-        record = dead_letter_record(
-            event,
-            condition=REFUSED_CONDITION,
-            request_id=str(getattr(context, "aws_request_id", "")),
-            function_arn=str(getattr(context, "invoked_function_arn", "")),
-            error={
-                "errorType": REFUSED_CONDITION,
-                "reason": str(refused.reason),
-                "detail": refused.detail,
-            },
-        )
-        # If this fails, the invocation fails and Lambda retries: the refusal is not lost.
-        self._sqs.send_message(
-            QueueUrl=self._refused_queue_url, MessageBody=json.dumps(record, ensure_ascii=False)
-        )
+        reason = {"reason": str(refused.reason), "detail": refused.detail}
+        self._enqueue(self._refused_queue_url, event, context, REFUSED_CONDITION, reason)
         self._count(REFUSED_METRIC, refused)
         return {"outcome": "refused", "reason": str(refused.reason)}
 
