@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,6 +34,11 @@ class MotoServer:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         self.url = f"http://127.0.0.1:{self.port}"
+        # moto keeps its backends per process, not per server: a loop started after another
+        # in the same process (two test modules) starts from an empty account.
+        # http://127.0.0.1 only: this server's own URL.
+        reset = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310
+        urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310
 
     def client(self, service: str) -> Any:
         """A boto3 client of this server."""
