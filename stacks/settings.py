@@ -85,8 +85,8 @@ class EnvironmentSettings:
     send_limit_per_day: int = 200
     """Per device: sends beyond a cap are refused (dead-lettered with the reason)."""
     send_reserved_concurrency: int | None = 5
-    """The send Lambda's reserved concurrency (null: none, for accounts whose concurrency
-    quota is still 10, where Lambda refuses any reservation)."""
+    """The send Lambda's reserved concurrency (None, `false` in cdk.json: none, for accounts
+    whose concurrency quota is still 10, where Lambda refuses any reservation)."""
 
     @property
     def stack_name(self) -> str:
@@ -219,12 +219,13 @@ def parse_outbound_policy(
         raise fail(
             f"'send_limit_per_day' must be an integer from send_limit_per_minute to {MAX_PER_DAY}"
         )
+    # `false`, not null, switches it off: CDK drops null values from context.
     reserved = raw.get("send_reserved_concurrency", 5)
-    if reserved is not None and (
+    if reserved is not False and (
         not _is_int(reserved) or not 1 <= reserved <= MAX_RESERVED_CONCURRENCY
     ):
         raise fail(
-            f"'send_reserved_concurrency' must be null or an integer from 1 to "
+            f"'send_reserved_concurrency' must be false or an integer from 1 to "
             f"{MAX_RESERVED_CONCURRENCY}"
         )
     return {
@@ -233,5 +234,5 @@ def parse_outbound_policy(
         "destination_prefixes": tuple(prefixes),
         "send_limit_per_minute": per_minute,
         "send_limit_per_day": per_day,
-        "send_reserved_concurrency": reserved,
+        "send_reserved_concurrency": None if reserved is False else reserved,
     }

@@ -34,7 +34,7 @@ def configured(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
         "destination_prefixes": ["+1", "+44"],
         "send_limit_per_minute": 3,
         "send_limit_per_day": 50,
-        "send_reserved_concurrency": 2,
+        "send_reserved_concurrency": False,
     }
     out: Path = tmp_path_factory.mktemp("cdk-dev-policy")
     return synthesize("dev", out, environments=environments)
@@ -69,6 +69,7 @@ def test_defaults_are_safe() -> None:
         ({"send_limit_per_minute": 20, "send_limit_per_day": 10}, "'send_limit_per_day'"),
         ({"send_limit_per_day": 100_001}, "'send_limit_per_day'"),
         ({"send_reserved_concurrency": 0}, "'send_reserved_concurrency'"),
+        ({"send_reserved_concurrency": True}, "'send_reserved_concurrency'"),
         ({"send_reserved_concurrency": 1001}, "'send_reserved_concurrency'"),
     ],
 )
@@ -82,8 +83,10 @@ def test_invalid_policy_settings_fail_synth_naming_the_key(
 
 
 def test_reserved_concurrency_may_be_switched_off_for_a_new_account() -> None:
-    settings = parse_environment("qa", {**BASE, "send_reserved_concurrency": None})
+    settings = parse_environment("qa", {**BASE, "send_reserved_concurrency": False})
     assert settings.send_reserved_concurrency is None
+    with pytest.raises(SettingsError, match="must be false or an integer"):
+        parse_environment("qa", {**BASE, "send_reserved_concurrency": None})
 
 
 def of_type(synth: Synthesized, type_name: str) -> dict[str, dict[str, Any]]:
@@ -159,7 +162,7 @@ def test_send_lambda_has_reserved_concurrency_and_the_default_policy(synth: Synt
 
 def test_settings_reach_the_send_lambda(configured: Synthesized) -> None:
     send = function(configured, "Send/Function/Resource")
-    assert send["ReservedConcurrentExecutions"] == 2
+    assert "ReservedConcurrentExecutions" not in send
     variables = send["Environment"]["Variables"]
     assert variables["REPLY_WINDOW_SECONDS"] == str(7 * 86_400)
     assert variables["DESTINATION_ALLOW_LIST"] == "+15557000001"
