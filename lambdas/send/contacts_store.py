@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from outbound_policy import Contact, Counter, contact_key
+from outbound_policy import DAY_ATTRIBUTE, Contact, Refusal, SendCounter, contact_key
 
 KEY = "pk"
 
@@ -38,26 +38,38 @@ class ContactsStore:
             opted_out=bool(item.get("opted_out", {}).get("BOOL", False)),
         )
 
-    def count(self, counter: Counter) -> bool:
-        """Adds one send to `counter` unless it reached its limit; True when counted.
+    def count(self, counter: SendCounter) -> Refusal | None:
+        """Adds one send to the device's day and minute unless either reached its cap;
+        returns the cap that refused it, or None when counted.
 
-        One conditional UpdateItem: atomic, however many sends run at once.
+        One conditional UpdateItem: atomic for both caps, however many sends run at once,
+        and a refused send is not counted.
         """
         try:
             self._dynamodb.update_item(
                 TableName=self._table,
                 Key={KEY: {"S": counter.key}},
-                UpdateExpression="ADD sent :one SET expires_at = if_not_exists(expires_at, :exp)",
-                ConditionExpression="attribute_not_exists(sent) OR sent < :limit",
+                UpdateExpression="ADD #day :one, #minute :one "
+                "SET expires_at = if_not_exists(expires_at, :exp)",
+                ConditionExpression="(attribute_not_exists(#day) OR #day < :per_day) AND "
+                "(attribute_not_exists(#minute) OR #minute < :per_minute)",
+                ExpressionAttributeNames={
+                    "#day": DAY_ATTRIBUTE,
+                    "#minute": counter.minute_attribute,
+                },
                 ExpressionAttributeValues={
                     ":one": {"N": "1"},
-                    ":limit": {"N": str(counter.limit)},
+                    ":per_day": {"N": str(counter.per_day)},
+                    ":per_minute": {"N": str(counter.per_minute)},
                     ":exp": {"N": str(counter.expires_at)},
                 },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except self._dynamodb.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        except self._dynamodb.exceptions.ConditionalCheckFailedException as refused:
+            old = refused.response.get("Item", {})
+            counts = {name: int(value["N"]) for name, value in old.items() if "N" in value}
+            return counter.refusal(counts)
+        return None
 
     def record_opt_out(self, thing: str, number: str) -> None:
         """Marks `number` opted out for `thing` (Twilio answered 21610), so the next

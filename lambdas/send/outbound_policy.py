@@ -25,10 +25,11 @@ from enum import StrEnum
 DEFAULT_REPLY_WINDOW_DAYS = 30
 DEFAULT_PER_MINUTE = 10
 DEFAULT_PER_DAY = 200
-# A counter item outlives its window by this much, so a late retry still reads its count;
-# DynamoDB's TTL then deletes it (within days: the key names its window, so an expired
-# counter is never read for a later window).
+# A counter item outlives its day by this much, so a late retry still reads its count;
+# DynamoDB's TTL then deletes it (within days: the key names its day, so an expired
+# counter is never read for a later day).
 COUNTER_TTL_MARGIN_SECONDS = 3600
+DAY_ATTRIBUTE = "day"
 DAY_SECONDS = 86_400
 
 
@@ -67,13 +68,25 @@ class Contact:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Counter:
-    """One cap's counter: the table item counting a device's sends in one window."""
+class SendCounter:
+    """Where a device's sends are counted: one table item per device and UTC day, holding
+    the day's count and one count per minute, so one conditional write checks both caps.
+
+    The item grows by one small attribute per minute the device sent in (about 8 bytes):
+    with the default day cap of 200 it stays under 2 KB (2 write units at most).
+    """
 
     key: str
-    limit: int
+    minute_attribute: str
+    per_minute: int
+    per_day: int
     expires_at: int
-    refusal: Refusal
+
+    def refusal(self, counts: Mapping[str, int]) -> Refusal:
+        """Which cap refused a send, given the item's counts when it was refused."""
+        if counts.get(DAY_ATTRIBUTE, 0) >= self.per_day:
+            return Refusal.PER_DAY_CAP
+        return Refusal.PER_MINUTE_CAP
 
 
 def contact_key(thing: str, number: str) -> str:
@@ -81,16 +94,12 @@ def contact_key(thing: str, number: str) -> str:
     return f"{thing}#{number}"
 
 
-def counter_keys(thing: str, now: float) -> tuple[str, str]:
-    """The keys of `thing`'s minute and day counters at `now` (UTC windows).
+def counter_key(thing: str, now: float) -> str:
+    """The key of `thing`'s counter item for the UTC day of `now`.
 
     `#sent#` never occurs in a contact key (an E.164 number follows the first `#` there).
     """
-    moment = datetime.fromtimestamp(now, UTC)
-    return (
-        f"{thing}#sent#minute#{moment:%Y%m%d%H%M}",
-        f"{thing}#sent#day#{moment:%Y%m%d}",
-    )
+    return f"{thing}#sent#{datetime.fromtimestamp(now, UTC):%Y%m%d}"
 
 
 def _numbers(text: str) -> frozenset[str]:
@@ -147,7 +156,7 @@ class OutboundPolicy:
 
     def check(self, *, thing: str, to: str, contact: Contact, now: float) -> None:
         """Raises Refused unless `thing` may text `to` at `now` (the caps are apart:
-        they are counted, see counters())."""
+        they are counted, see counter())."""
         if to in self.fleet_numbers:
             raise Refused(Refusal.FLEET_NUMBER, "To is bound to a device of this fleet")
         if self.allowed_prefixes and not to.startswith(self.allowed_prefixes):
@@ -164,22 +173,13 @@ class OutboundPolicy:
                 f"To has not texted this device within {days:g} days and is not allow-listed",
             )
 
-    def counters(self, thing: str, now: float) -> tuple[Counter, Counter]:
-        """The minute and day counters a send by `thing` at `now` must fit in."""
-        minute_key, day_key = counter_keys(thing, now)
-        minute_end = int(now) // 60 * 60 + 60
+    def counter(self, thing: str, now: float) -> SendCounter:
+        """Where a send by `thing` at `now` is counted, and the caps it must fit in."""
         day_end = int(now) // DAY_SECONDS * DAY_SECONDS + DAY_SECONDS
-        return (
-            Counter(
-                key=minute_key,
-                limit=self.per_minute,
-                expires_at=minute_end + COUNTER_TTL_MARGIN_SECONDS,
-                refusal=Refusal.PER_MINUTE_CAP,
-            ),
-            Counter(
-                key=day_key,
-                limit=self.per_day,
-                expires_at=day_end + COUNTER_TTL_MARGIN_SECONDS,
-                refusal=Refusal.PER_DAY_CAP,
-            ),
+        return SendCounter(
+            key=counter_key(thing, now),
+            minute_attribute=f"m{datetime.fromtimestamp(now, UTC):%H%M}",
+            per_minute=self.per_minute,
+            per_day=self.per_day,
+            expires_at=day_end + COUNTER_TTL_MARGIN_SECONDS,
         )

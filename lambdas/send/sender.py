@@ -340,17 +340,19 @@ class SendRuntime:
     def _apply_policy(self, record: dict[str, Any]) -> None:
         """Raises Refused unless the outbound policy lets this device text `to` now.
 
-        One GetItem (the contact) and, when allowed, one conditional UpdateItem per cap.
-        A refusal by the day cap leaves the minute counter one higher: caps err on the side
+        One GetItem (the contact) and, when allowed, one conditional UpdateItem counting
+        the send against both caps. A retried attempt counts again: caps err on the side
         of refusing.
         """
         thing, _, _ = record["key"].partition("#")
         now = self._clock().timestamp()
         contact = self._contacts.contact(thing, record["to"])
         self.policy.check(thing=thing, to=record["to"], contact=contact, now=now)
-        for counter in self.policy.counters(thing, now):
-            if not self._contacts.count(counter):
-                raise Refused(counter.refusal, f"this device reached its cap of {counter.limit}")
+        counter = self.policy.counter(thing, now)
+        refusal = self._contacts.count(counter)
+        if refusal is not None:
+            limit = counter.per_day if refusal is Refusal.PER_DAY_CAP else counter.per_minute
+            raise Refused(refusal, f"this device reached its cap of {limit}")
 
     def _mark_attempt(self, key: str) -> datetime | None:
         """Records that an attempt is about to call Twilio; returns when the first attempt

@@ -27,7 +27,7 @@ from loop.umqtt_host import MQTTClient
 from tests.send import scenarios  # puts lambdas/send on sys.path
 from tools.redrive import Redrive
 
-from outbound_policy import counter_keys  # isort: skip
+from outbound_policy import DAY_ATTRIBUTE, counter_key  # isort: skip
 
 pytestmark = pytest.mark.e2e
 ALICE = "dev-reverser"
@@ -159,10 +159,9 @@ def test_per_day_cap(loop: LocalLoop) -> None:
     loop.twilio.plan()
     loop.remember_contact(PERSON, thing=BOB)
     # 199 sends already today (the counter item the send Lambda keeps).
-    _, day_key = counter_keys(BOB, time.time())
     loop.moto.client("dynamodb").put_item(
         TableName=loop.aws.refs[loop.contacts_table],
-        Item={"pk": {"S": day_key}, "sent": {"N": "199"}},
+        Item={"pk": {"S": counter_key(BOB, time.time())}, DAY_ATTRIBUTE: {"N": "199"}},
     )
     publish_as(loop, BOB, [{"Id": f"day-{batch}-0", "To": PERSON, "Body": f"d {batch} 0"}])
     assert loop.wait_for(lambda: len(bodies_sent(loop, f"d {batch}")) == 1, timeout=30)

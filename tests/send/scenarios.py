@@ -121,6 +121,9 @@ def aws_stand_ins() -> Iterator[AwsStandIns]:
     import boto3
     from moto import mock_aws
 
+    from loop.aws_local import atomic_dynamodb_writes
+
+    atomic_dynamodb_writes()  # the caps' concurrent counting relies on it, as on DynamoDB
     with mock_aws():
         region = "eu-west-1"
         secrets = boto3.client("secretsmanager", region_name=region)

@@ -19,7 +19,7 @@ from outbound_policy import (  # isort: skip  (lambdas/send is put on sys.path b
     Refusal,
     Refused,
     contact_key,
-    counter_keys,
+    counter_key,
 )
 
 NOW = datetime(2026, 12, 1, 21, 30, 15, tzinfo=UTC).timestamp()
@@ -91,17 +91,21 @@ def test_an_opted_out_number_is_refused_as_an_expected_outcome() -> None:
     assert not any(r.expected for r in Refusal if r is not Refusal.OPTED_OUT)
 
 
-def test_counters_name_their_utc_window_and_expire_after_it() -> None:
-    minute, day = POLICY.counters(THING, NOW)
-    assert minute.key == f"{THING}#sent#minute#202612012130"
-    assert day.key == f"{THING}#sent#day#20261201"
-    assert (minute.limit, day.limit) == (DEFAULT_PER_MINUTE, DEFAULT_PER_DAY)
-    assert (minute.refusal, day.refusal) == (Refusal.PER_MINUTE_CAP, Refusal.PER_DAY_CAP)
-    minute_end = datetime(2026, 12, 1, 21, 31, tzinfo=UTC).timestamp()
+def test_one_counter_item_per_utc_day_holds_the_day_and_each_minute() -> None:
+    counter = POLICY.counter(THING, NOW)
+    assert counter.key == f"{THING}#sent#20261201" == counter_key(THING, NOW)
+    assert counter.minute_attribute == "m2130"
+    assert (counter.per_minute, counter.per_day) == (DEFAULT_PER_MINUTE, DEFAULT_PER_DAY)
     day_end = datetime(2026, 12, 2, tzinfo=UTC).timestamp()
-    assert minute_end < minute.expires_at <= minute_end + DAY_SECONDS
-    assert day_end < day.expires_at <= day_end + DAY_SECONDS
-    assert counter_keys(THING, NOW + 60)[0] != minute.key
+    assert day_end < counter.expires_at <= day_end + DAY_SECONDS
+    assert POLICY.counter(THING, NOW + 60).minute_attribute == "m2131"
+    assert POLICY.counter(THING, NOW + DAY_SECONDS).key != counter.key
+
+
+def test_the_counts_at_refusal_name_the_cap() -> None:
+    counter = POLICY.counter(THING, NOW)
+    assert counter.refusal({"day": DEFAULT_PER_DAY, "m2130": 1}) is Refusal.PER_DAY_CAP
+    assert counter.refusal({"day": 50, "m2130": DEFAULT_PER_MINUTE}) is Refusal.PER_MINUTE_CAP
 
 
 def test_counter_keys_never_collide_with_contact_keys() -> None:
