@@ -224,7 +224,7 @@ def main() -> None:
         ratio = statistics.median(lambda_times) / statistics.median(bare)
         print(
             f"ratio Lambda/bare (p50): {ratio:.1f}x "
-            "(idempotency records + attempt marker + secret cache)"
+            "(idempotency records, attempt marker, outbound policy, secret cache)"
         )
 
         calls = dynamodb_calls_per_send(prism)
