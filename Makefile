@@ -11,8 +11,8 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 help:  ## List the targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt lambdas/receive/requirements.txt lambdas/send/requirements.txt \
-		lambdas/status/requirements.txt lambdas/twilio_number/requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt lambdas/receive_lambda/requirements.txt lambdas/send_lambda/requirements.txt \
+		lambdas/status_lambda/requirements.txt lambdas/twilio_number_lambda/requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -qq --upgrade pip
 	$(PY) -m pip install -qq -r requirements-dev.txt

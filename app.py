@@ -16,12 +16,12 @@ from pathlib import Path
 from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks
 
+import contract
 from stacks.settings import SettingsError, parse_environment
 from stacks.text_device_stack import TextDeviceStack
 
-# Made by `python -m device.tool keys`: .device-keys/{env}/{thing}/device.csr.pem (git-ignored).
+# Made by `python -m device.tool keys`: .device-keys/{env}/{thing}/{CSR_FILE} (git-ignored).
 DEVICE_KEYS = Path(__file__).resolve().parent / ".device-keys"
-CSR_FILE = "device.csr.pem"
 CSR_HEADER = "-----BEGIN CERTIFICATE REQUEST-----"
 
 
@@ -30,7 +30,7 @@ def read_device_csrs(keys_dir: Path, env: str, things: list[str]) -> dict[str, s
     beside it is never part of the template."""
     csrs: dict[str, str] = {}
     for thing in things:
-        path = keys_dir / env / thing / CSR_FILE
+        path = keys_dir / env / thing / contract.CSR_FILE
         if not path.is_file():
             continue
         pem = path.read_text()

@@ -26,6 +26,7 @@ BUDGETS = {
     "import_resident": 8 * 1024,
     "msg160_ascii_step": 2 * 1024,
     "msg160_unicode_step": 2 * 1024,
+    "ota_peak": 12 * 1024,
 }
 ROWS = [
     ("import_resident", "import firmware modules (resident after boot)", "8192"),
@@ -38,6 +39,9 @@ ROWS = [
     ("bad_input_step", "one bad input dropped, whole loop step", "-"),
     ("growth_first_10000", "heap growth over 10,000 messages (after warm-up)", "4096"),
     ("growth_next_10000", "heap growth over the next 10,000 messages", "4096"),
+    ("ota_module", "update code (smsota), loaded only while a job runs", "-"),
+    ("ota_peak", "update peak above steady state (code + one block)", "12288"),
+    ("ota_block_alloc", "  each 1,024-byte block allocates (garbage after)", "-"),
 ]
 SOURCE_IMPORT = b"""import gc, sys
 base = 0
@@ -91,6 +95,11 @@ def main() -> None:
     print(
         f"loop: {res['loop_messages']} messages, {res['loop_replies']} replies, "
         f"{res['loop_dropped']} dropped; reply payload {res['reply_bytes_ascii']} bytes"
+    )
+    print(
+        "update over MQTT (topics + payloads, both ways, until the restart): "
+        f"1,000-byte app {res['ota_update_1000_mqtt']} bytes, "
+        f"4,000-byte app {res['ota_update_4000_mqtt']} bytes"
     )
     print()
     print(f"Board files, mpy-cross -march=xtensa {' '.join(mpnode.MPY_OPT)} (and without -O)")

@@ -35,7 +35,8 @@ FAKE_ENVIRONMENT = {
 os.environ.update(FAKE_ENVIRONMENT)
 from moto import mock_aws  # noqa: E402
 
-from device.tool import cli, keys  # noqa: E402
+import contract  # noqa: E402
+from device.tool import cli, flash_steps, keys  # noqa: E402
 from device.tool import plan as flash_plan  # noqa: E402
 from device.tool.plan import board_file_set  # noqa: E402
 from tests.flash.conftest import ENV, THING, deploy  # noqa: E402
@@ -79,7 +80,7 @@ def main() -> None:
         from device.tool import cloud
 
         found = cloud.fetch_device(
-            env=ENV, stack_name="TextDevice-dev", region="eu-west-1", thing=THING
+            env=ENV, stack_name=contract.stack_name(ENV), region="eu-west-1", thing=THING
         )
         key = keys.load_key(keys_dir / ENV / THING / keys.KEY_FILE)
         config = flash_plan.device_config(
@@ -87,7 +88,7 @@ def main() -> None:
             wifi_password=FAKE_ENVIRONMENT["WIFI_PASSWORD"],
             endpoint=found.endpoint,
             thing=THING,
-            topic_prefix="sms",
+            topic_prefix=contract.DEFAULT_TOPIC_PREFIX,
             boot_message=None,
             shadow_interval_s=300,
         )
@@ -101,12 +102,13 @@ def main() -> None:
         host_steps = [s for s in plan if s.host]
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
-            cli.execute(host_steps, files, generated, port="unused", args=argparse.Namespace())
+            job = flash_steps.FlashJob(files=files, generated=generated, port="unused")
+            flash_steps.execute(host_steps, job)
         host_s = time.perf_counter() - t0
 
         real_s = None
         if args.real:
-            from loop.micropython_repl import MicroPythonRepl
+            from tests.doubles.micropython_repl import MicroPythonRepl
 
             with MicroPythonRepl() as repl:
                 # The REPL has no umqtt.simple; put a stand-in where mip would.

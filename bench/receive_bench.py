@@ -3,7 +3,7 @@
     .venv/bin/python bench/receive_bench.py [--runs 7] [--events 2000]
 
 Bundles are built with the stack's own `PipLocalBundling` (pip for arm64 Lambda + the
-function's bundle-exclude.txt) into a temp folder. Cold import: `import handler` in fresh
+function's bundle-exclude.txt) into a temp folder. Cold import: the handler module in fresh
 interpreters that see only the bundle, the standard library and what the Lambda runtime
 provides (boto3, botocore, jmespath, dateutil, s3transfer, six, urllib3), with no bytecode
 cache, as on Lambda's read-only file system. Warm latency: signed webhook events rendered
@@ -28,24 +28,30 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "lambdas")]  # as pytest's pythonpath
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from stacks.python_function import PipLocalBundling  # noqa: E402
 
-RECEIVE_DIR = ROOT / "lambdas" / "receive"
+RECEIVE_DIR = ROOT / "lambdas" / "receive_lambda"
 RUNTIME_PACKAGES = ("boto3", "botocore", "jmespath", "dateutil", "s3transfer", "six.py", "urllib3")
 
 
-def build_bundle(source_dir: Path, out: Path) -> Path:
-    """The bundle CDK would upload for `source_dir`, built into `out`."""
+def build_bundle(package_dir: Path, out: Path) -> Path:
+    """The bundle CDK would upload for the Lambda package `package_dir`, built into `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    PipLocalBundling(source_dir).try_bundle(str(out), None)  # type: ignore[arg-type]
+    PipLocalBundling(package_dir).try_bundle(str(out), None)  # type: ignore[arg-type]
     return out
 
 
-def naive_source(folder: Path) -> Path:
-    """A Lambda folder holding the naive handler and the tutorial's requirements."""
+def handler_module(bundle: Path) -> str:
+    """The module a bundle's handler setting names: `{package}.handler`."""
+    return next(p.parent.name for p in bundle.glob("*/handler.py")) + ".handler"
+
+
+def naive_source(work: Path) -> Path:
+    """A Lambda package holding the naive handler and the tutorial's requirements."""
+    folder = work / "naive_receive_lambda"
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "bench" / "naive_receive.py", folder / "handler.py")
     (folder / "requirements.txt").write_text("twilio==9.13.0\n")
@@ -91,9 +97,9 @@ def isolated_python(bundle: Path, runtime: Path, code: str, pycache: Path | None
 
 
 IMPORT_TIMER = """
-import time
+import importlib, time
 start = time.perf_counter()
-import handler
+importlib.import_module({module!r})
 elapsed = time.perf_counter() - start
 print(elapsed, 'twilio.rest' in sys.modules)
 """
@@ -102,16 +108,17 @@ print(elapsed, 'twilio.rest' in sys.modules)
 def cold_import_ms(
     bundles: dict[str, Path], runtime: Path, runs: int, pycache: Path | None = None
 ) -> dict[str, tuple[float, bool]]:
-    """Per bundle: median `import handler` time over fresh interpreters, and whether
+    """Per bundle: median time to import its handler module over fresh interpreters, and whether
     twilio.rest was loaded. Runs alternate between bundles so load on the machine hits both."""
     if pycache is not None:
         for bundle in bundles.values():  # fill the bytecode cache once
-            isolated_python(bundle, runtime, "import handler", pycache)
+            isolated_python(bundle, runtime, f"import {handler_module(bundle)}", pycache)
     samples: dict[str, list[float]] = {name: [] for name in bundles}
     rest: dict[str, bool] = {}
     for _ in range(runs):
         for name, bundle in bundles.items():
-            seconds, loaded = isolated_python(bundle, runtime, IMPORT_TIMER, pycache).split()
+            timer = IMPORT_TIMER.format(module=handler_module(bundle))
+            seconds, loaded = isolated_python(bundle, runtime, timer, pycache).split()
             samples[name].append(float(seconds) * 1000)
             rest[name] = loaded == "True"
     return {name: (statistics.median(values), rest[name]) for name, values in samples.items()}
@@ -130,10 +137,16 @@ def bundle_size(bundle: Path) -> tuple[int, int, int]:
 def warm_latency(events: int) -> dict[str, list[float]]:
     """Per-call latency (ms) of both handlers on `events` signed webhooks, against moto."""
     import boto3
+    from aws_lambda_powertools.utilities import parameters
     from moto import mock_aws
 
     from loop.apigw_vtl import default_context, render
-    from tests.receive.conftest import EXECUTE_API_URL, RECEIVE, TOKEN, FakeContext, sign, sms
+    from receive_lambda import handler as receive_handler
+    from receive_lambda.config import ReceiveConfig
+    from receive_lambda.decision import decide
+    from receive_lambda.event import parse_event
+    from receive_lambda.signature import signature_is_valid
+    from tests.receive.conftest import EXECUTE_API_URL, TOKEN, FakeContext, sign, sms
 
     template = (ROOT / "stacks" / "templates" / "receive_request.vtl").read_text()
     context = default_context()
@@ -170,10 +183,11 @@ def warm_latency(events: int) -> dict[str, list[float]]:
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        RECEIVE.handler.receiver.cache_clear()
-        RECEIVE.handler.logger.setLevel("WARNING")  # a log line per call would dominate
+        receive_handler.runtime.cache_clear()
+        parameters.clear_caches()  # type: ignore[no-untyped-call]
+        receive_handler.logger.setLevel("WARNING")  # a log line per call would dominate
         handlers: dict[str, Any] = {
-            "receive": RECEIVE.handler.lambda_handler,
+            "receive": receive_handler.lambda_handler,
             "naive": naive_receive.lambda_handler,
         }
         for name, handler in handlers.items():
@@ -185,15 +199,14 @@ def warm_latency(events: int) -> dict[str, list[float]]:
                 samples.append((time.perf_counter() - start) * 1000)
             results[name] = samples
         # The receive handler's own work, without the AWS calls (moto's cost dominates them).
-        webhook = RECEIVE.webhook
-        config = webhook.ReceiveConfig.from_environ(os.environ)
+        config = ReceiveConfig.from_environ(os.environ)
         samples = []
         for event in rendered:
             start = time.perf_counter()
-            request = webhook.parse_event(event)
-            if not webhook.signature_is_valid(request, TOKEN):
+            request = parse_event(event)
+            if not signature_is_valid(request, TOKEN):
                 raise AssertionError("bench event not signed")
-            webhook.decide(request.form, config).twiml  # noqa: B018
+            decide(request.form, config).twiml  # noqa: B018
             samples.append((time.perf_counter() - start) * 1000)
         results["receive logic only"] = samples
     return results

@@ -3,9 +3,9 @@
     .venv/bin/python bench/send_bench.py [--runs 7] [--sends 50]
 
 - bundle: built with stacks/python_function.py's PipLocalBundling (the Lambda platform,
-  arm64, pruned by lambdas/send/bundle-exclude.txt) into a temp folder; sizes unzipped and
+  arm64, pruned by lambdas/send_lambda/bundle-exclude.txt) into a temp folder; sizes unzipped and
   zipped, against the same bundle unpruned;
-- cold import: `import handler` in fresh interpreters, from the same pruned file set
+- cold import: `import send_lambda.handler` in fresh interpreters, from the same pruned file set
   installed for this host (the arm64 wheels' extensions cannot load here), with and
   without precompiled .pyc (Lambda's /var/task is read-only: no .pyc is written there);
   the pruned bundle also sends one message to Prism, proving the prune removed nothing used;
@@ -35,15 +35,17 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "lambdas")]  # as pytest's pythonpath
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 # The tables are the output; the Lambda's own log lines would drown them.
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "CRITICAL")
 
-from loop.prism import FaultProxy, PrismServer, twilio_client  # noqa: E402
+from loop.prism_server import PrismServer  # noqa: E402
+from loop.twilio_loopback import twilio_client  # noqa: E402
+from tests.doubles.twilio_faults import FaultProxy  # noqa: E402
 from tests.send import scenarios  # noqa: E402
 
-SEND_DIR = ROOT / "lambdas" / "send"
+SEND_DIR = ROOT / "lambdas" / "send_lambda"
 IMPORT_BUDGET_S = 1.0  # what a cold start may spend importing, before any request
 
 
@@ -62,11 +64,16 @@ def zipped_size(folder: Path) -> int:
 
 def build_bundles(work: Path) -> tuple[Path, Path, Path]:
     """(pruned Lambda bundle, unpruned Lambda bundle, pruned host bundle)."""
-    from stacks.python_function import PipLocalBundling, prune_bundle
+    from stacks.python_function import (
+        SHARED_SOURCES,
+        SOURCE_EXCLUDES,
+        PipLocalBundling,
+        prune_bundle,
+    )
 
     pruned = work / "lambda"
     PipLocalBundling(SEND_DIR).try_bundle(str(pruned), None)  # type: ignore[arg-type]
-    unpruned_src = work / "src-unpruned"
+    unpruned_src = work / "src-unpruned" / SEND_DIR.name
     shutil.copytree(SEND_DIR, unpruned_src, ignore=shutil.ignore_patterns("bundle-exclude.txt"))
     unpruned = work / "lambda-unpruned"
     PipLocalBundling(unpruned_src).try_bundle(str(unpruned), None)  # type: ignore[arg-type]
@@ -77,8 +84,13 @@ def build_bundles(work: Path) -> tuple[Path, Path, Path]:
         check=True,
     )  # fmt: skip
     prune_bundle(host, SEND_DIR / "bundle-exclude.txt")
-    for source in SEND_DIR.glob("*.py"):
-        shutil.copy2(source, host / source.name)
+    for source in (SEND_DIR, *SHARED_SOURCES):
+        if source.is_file():
+            shutil.copy2(source, host / source.name)
+        else:
+            shutil.copytree(
+                source, host / source.name, ignore=shutil.ignore_patterns(*SOURCE_EXCLUDES)
+            )
     return pruned, unpruned, host
 
 
@@ -86,16 +98,16 @@ IMPORT_SNIPPET = """
 import sys, time
 sys.path.insert(0, {bundle!r})
 start = time.perf_counter()
-import handler
+import send_lambda.handler
 print(time.perf_counter() - start)
 """
 
 SEND_SNIPPET = """
 import sys
 sys.path.insert(0, {bundle!r}); sys.path.insert(1, {root!r})
-import handler, sender, twilio
+import send_lambda.handler, twilio
 assert twilio.__file__.startswith({bundle!r}), twilio.__file__
-from loop.prism import twilio_client
+from loop.twilio_loopback import twilio_client
 message = twilio_client({url!r}).messages.create(
     to="+15551234567", from_="+15555550100", body="bench", media_url=["https://e.com/a.png"])
 print(message.sid)
@@ -117,13 +129,9 @@ def cold_imports(bundle: Path, runs: int) -> list[float]:
 def load_policy() -> Any:
     """The default outbound policy with caps high enough for a benchmark's burst: the same
     reads and writes per message as the defaults."""
-    from outbound_policy import OutboundPolicy
+    from send_lambda.outbound_policy import OutboundPolicy
 
-    return OutboundPolicy(
-        fleet_numbers=frozenset(scenarios.NUMBERS_BY_THING.values()),
-        per_minute=1000,
-        per_day=100_000,
-    )
+    return OutboundPolicy(per_minute=1000, per_day=100_000)
 
 
 def dynamodb_calls_per_send(prism: PrismServer, sends: int = 20) -> Counter[str]:
@@ -205,7 +213,8 @@ def main() -> None:
         no_pyc = cold_imports(host, args.runs)
         compileall.compile_dir(host, quiet=1, workers=1)
         with_pyc = cold_imports(host, args.runs)
-        print(f"\nCold `import handler` ({args.runs} fresh interpreters, Python {sys.version[:4]})")
+        runs = f"{args.runs} fresh interpreters, Python {sys.version[:4]}"
+        print(f"\nCold `import send_lambda.handler` ({runs})")
         print(f"{'variant':<22}{'median':>10}{'min':>10}{'max':>10}{'of budget':>11}")
         for label, times in (("sources only", no_pyc), ("precompiled .pyc", with_pyc)):
             median = statistics.median(times)

@@ -51,15 +51,15 @@ def end_to_end(messages: int) -> list[float]:
         loop.remember_contact()  # the reply window (see tests/e2e/test_local_loop.py)
         for warm_up in range(5):
             loop.text(f"warm-up {warm_up}")
-        loop.wait_for(lambda: len(loop.sent_messages()) >= 5)
+        loop.wait_for(lambda: len(loop.twilio.sent_messages()) >= 5)
         for n in range(messages):
             body = f"bench {n} {uuid.uuid4().hex[:6]}"
-            count = len(loop.sent_messages())
+            count = len(loop.twilio.sent_messages())
             start = time.perf_counter()
             assert loop.text(body).status == 200
 
             def replied(before: int = count) -> bool:
-                return len(loop.sent_messages()) > before
+                return len(loop.twilio.sent_messages()) > before
 
             if not loop.wait_for(replied, timeout=30, poll=0.001):
                 raise RuntimeError(f"message {n} got no reply within 30 s")
@@ -70,7 +70,7 @@ def end_to_end(messages: int) -> list[float]:
 def lambda_figures(work: Path) -> dict[str, float]:
     """Cold import, bundle size and warm latency of the receive and send Lambdas."""
     from bench import receive_bench, send_bench
-    from loop.prism import PrismServer
+    from loop.prism_server import PrismServer
 
     figures: dict[str, float] = {}
     runtime = receive_bench.runtime_site(work / "runtime")

@@ -1,1 +1,2 @@
-"""The local loop: stand-ins for the cloud services, run on loopback (tests, demo, bench)."""
+"""The local loop: the whole system on loopback, as `make demo` runs it (the end-to-end tests
+and benchmarks run it too). Stand-ins that only tests use live in `tests/doubles/`."""

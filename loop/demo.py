@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from loop.local_loop import LocalLoop, mask
+from loop.local_loop import LocalLoop
+from loop.trace import mask
 
 CLASSIC = "Oozy rat in a sanitary zoo."
 
@@ -30,18 +31,18 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def send_and_show(loop: LocalLoop, body: str, media: list[str]) -> bool:
     """Texts the device, prints every hop and the reply the mock Twilio received."""
-    before = len(loop.sent_messages())
+    before = len(loop.twilio.sent_messages())
     loop.trace.restart()
     print(f"\nTexting {body!r} to the device bound to {mask(loop.number_of())}:")
     response = loop.text(body, media=[(url, "image/jpeg") for url in media])
     if response.status != 200:
         print(f"The webhook answered {response.status}: {response.body}")
         return False
-    if not loop.wait_for(lambda: len(loop.sent_messages()) > before, timeout=20, poll=0.001):
+    if not loop.wait_for(lambda: len(loop.twilio.sent_messages()) > before, timeout=20, poll=0.001):
         print("No reply reached the mock Twilio within 20 s (see the logs in the work folder).")
         return False
     elapsed = (time.monotonic() - loop.trace.started) * 1000
-    reply = loop.sent_messages()[-1]
+    reply = loop.twilio.sent_messages()[-1]
     # Let the send Lambda's own hop (it returns after Twilio answered) print first.
     loop.wait_for(lambda: any(h.where == "send → Twilio" for h in loop.trace.hops), timeout=5)
     print(

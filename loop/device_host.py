@@ -17,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import contract
 from loop.certs import Identity, tls_context
 from loop.umqtt_host import MQTTClient
 
@@ -44,12 +45,17 @@ def board_app() -> ModuleType:
 
 
 class HostClock:
-    """MicroPython's `time.ticks_ms`, `ticks_diff` and `sleep_ms` on CPython."""
+    """MicroPython's `time.ticks_ms`, `ticks_add`, `ticks_diff` and `sleep_ms` on CPython."""
 
     @staticmethod
     def ticks_ms() -> int:
         """Milliseconds from a monotonic clock."""
         return int(time.monotonic() * 1000)
+
+    @staticmethod
+    def ticks_add(ticks: int, delta: int) -> int:
+        """ticks + delta (CPython's ints do not wrap)."""
+        return ticks + delta
 
     @staticmethod
     def ticks_diff(a: int, b: int) -> int:
@@ -96,7 +102,7 @@ class HostDevice:
         ca_file: Path,
         cert_file: Path,
         key_file: Path,
-        topic_prefix: str = "sms",
+        topic_prefix: str = contract.DEFAULT_TOPIC_PREFIX,
         boot_message: dict[str, str] | None = None,
         handle: Callable[[dict[str, Any]], Any] | None = None,
         log: Callable[[str], None] = print,
@@ -124,16 +130,15 @@ class HostDevice:
             log(f"[{thing}] {line}")
 
         self.device = smslink.Device(
-            config,
-            handle or board_app().handle,
-            MQTTClient,
-            self.wlan,
-            HostClock(),
-            None,  # the host's clock is already right: no NTP
-            context,
-            None,  # no hardware watchdog on the host
-            None,
-            thing.encode(),
+            config=config,
+            handle=handle or board_app().handle,
+            mqtt=MQTTClient,
+            wlan=self.wlan,
+            clock=HostClock(),
+            ntp=None,  # the host's clock is already right: no NTP
+            ssl=context,
+            wdt=None,  # no hardware watchdog on the host
+            uid=thing.encode(),
             keepalive=30,
             poll_ms=5,
             log=log_line,

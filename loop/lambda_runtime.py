@@ -1,8 +1,9 @@
 """Runs a Lambda function's real handler locally, in its own processes, like Lambda does.
 
 Each function gets worker processes with the function's own environment variables (the
-ones the stack sets, plus `AWS_ENDPOINT_URL_*` pointing boto3 at loopback stand-ins), its
-source folder on `sys.path`, and a Lambda-like context object. A worker imports the handler
+ones the stack sets, plus `AWS_ENDPOINT_URL_*` pointing boto3 at loopback stand-ins), the
+Lambdas' folder and the repository root on `sys.path` (as a bundle has the function's
+package and `contract.py`), and a Lambda-like context object. A worker imports the handler
 once (a cold start) and then serves invocations (warm), one at a time, as a Lambda
 execution environment does; `concurrency` workers run side by side.
 """

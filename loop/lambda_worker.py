@@ -46,11 +46,12 @@ def main() -> None:
     protocol_out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # the handler's stdout (its logs) goes where stderr goes
     sys.stdout = os.fdopen(1, "w", buffering=1)
-    sys.path.insert(0, source_dir)
-    module = __import__(module_name)
+    # The function's packages, then the repository root: `contract` sits there, as it sits
+    # at the root of every bundle.
+    sys.path[:0] = [source_dir, str(Path(__file__).resolve().parent.parent)]
+    module = importlib.import_module(module_name)
     handler = getattr(module, function_name)
     if len(sys.argv) > 5:
-        sys.path.append(str(Path(__file__).resolve().parent.parent))
         setup_module, setup_function = sys.argv[5].split(":")
         getattr(importlib.import_module(setup_module), setup_function)(module)
     for line in sys.stdin:

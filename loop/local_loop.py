@@ -11,8 +11,8 @@
   environment the template gives them (boto3 pointed at loopback by `AWS_ENDPOINT_URL_*`);
 - the outbound topic rule (its SQL from the template), invoking the send Lambda
   asynchronously with the template's retry count and on-failure queue;
-- Prism serving Twilio's OpenAPI contract, behind a proxy that records what Twilio got and
-  can inject Twilio's failures;
+- Prism serving Twilio's OpenAPI contract, behind a proxy that keeps the messages Twilio
+  accepted (`loop.twilio_proxy`; tests pass one that also injects Twilio's failures);
 - each configured device's firmware (`device/board/`) on the host.
 
 Everything it starts, `close()` stops (it is a context manager).
@@ -22,84 +22,32 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from twilio.request_validator import RequestValidator
-
+import contract
 from loop.apigw_vtl import HttpResponse
 from loop.aws_local import REGION, LocalResources, MotoServer, find_by_path
 from loop.broker import CLOUD_USER, Broker, acl_from_iot_policy
 from loop.certs import tls_context
 from loop.cloud import CloudClient, IotDataStandIn, RuleQuery, RuleRouter
-from loop.device_host import HostDevice
+from loop.device_host import HostDevice, board_app
+from loop.failure_records import rule_error_record
 from loop.lambda_runtime import LambdaError, LocalFunction
-from loop.prism import TEST_ACCOUNT_SID, FaultProxy, PrismServer
+from loop.prism_server import PrismServer
 from loop.stack import ROOT, cdk_context, synthesized_template
+from loop.trace import Trace, mask
+from loop.twilio_loopback import TEST_ACCOUNT_SID
+from loop.twilio_proxy import TwilioProxy
+from loop.twilio_webhook import SENDER_PHONE, TwilioWebhook
 from loop.webhook_server import WebhookEndpoint
 from stacks.settings import EnvironmentSettings, parse_environment
 
-SENDER_PHONE = "+15551234567"  # the person texting the device (a reserved 555 number)
 LOAD_CAPS = {"send_limit_per_minute": 1000, "send_limit_per_day": 100_000}
 """Send caps for a loop that answers hundreds of texts a minute (load tests, benchmarks):
 the defaults (10 a minute, 200 a day per device) would refuse most of the replies."""
-
-
-def mask(number: str) -> str:
-    """A phone number as the logs show it: country code and last two digits."""
-    return number[:2] + "•" * max(0, len(number) - 4) + number[-2:] if number else number
-
-
-@dataclass
-class Hop:
-    """One step of a message through the loop, with its time since the loop's clock start."""
-
-    at: float
-    where: str
-    what: str
-
-
-@dataclass
-class TwilioRequest:
-    """A Messages API request the mock Twilio answered."""
-
-    status: int | None
-    """What the send Lambda got back (None: no answer, a hang or a lost reply)."""
-    fault: str | None
-    form: dict[str, list[str]]
-    accepted: bool
-    """Twilio would have sent this message."""
-
-
-@dataclass
-class Trace:
-    """Hops recorded by the loop, printed as they happen when `echo` is set."""
-
-    echo: Callable[[str], None] | None = None
-    hops: list[Hop] = field(default_factory=list)
-    started: float = field(default_factory=time.monotonic)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def restart(self) -> None:
-        """Forgets the hops and restarts the clock (a new text)."""
-        with self._lock:
-            self.started = time.monotonic()
-            self.hops.clear()
-
-    def add(self, where: str, what: str) -> None:
-        """Records one hop, stamped with the time since the clock's start."""
-        with self._lock:
-            hop = Hop(time.monotonic() - self.started, where, what)
-            self.hops.append(hop)
-        if self.echo is not None:
-            self.echo(f"{hop.at * 1000:8.1f} ms  {where:<22} {what}")
 
 
 class LocalLoop:
@@ -114,10 +62,12 @@ class LocalLoop:
         retry_delay_s: float = 0.2,
         receive_concurrency: int = 4,
         send_concurrency: int = 4,
+        twilio_proxy: Callable[[str], TwilioProxy] = TwilioProxy,
         settings: Mapping[str, Any] | None = None,
     ) -> None:
         """`settings`: changes to the environment's `cdk.json` settings (a load test's caps)."""
         self.workdir = workdir
+        self._twilio_proxy = twilio_proxy
         self.trace = Trace(echo=echo)
         self.received: dict[str, list[dict[str, Any]]] = {}
         """Per thing, every message its app was handed, in order."""
@@ -173,7 +123,7 @@ class LocalLoop:
 
         self.prism = PrismServer().start()
         self._closers.append(self.prism.stop)
-        self.twilio = FaultProxy(self.prism.url).start()
+        self.twilio = self._twilio_proxy(self.prism.url).start()
         self._closers.append(self.twilio.stop)
 
         endpoints = {
@@ -193,7 +143,7 @@ class LocalLoop:
         send_id = find_by_path(self.template, "AWS::Lambda::Function", "Send/Function/Resource")
         self.receive = LocalFunction(
             "receive",
-            ROOT / "lambdas" / "receive",
+            ROOT / "lambdas",
             resources[receive_id]["Properties"]["Handler"],
             {**self.aws.function_environment(receive_id), **endpoints},
             log_path=workdir / "receive.log",
@@ -202,7 +152,7 @@ class LocalLoop:
         self._closers.append(self.receive.close)
         self.send = LocalFunction(
             "send",
-            ROOT / "lambdas" / "send",
+            ROOT / "lambdas",
             resources[send_id]["Properties"]["Handler"],
             {
                 **self.aws.function_environment(send_id),
@@ -217,6 +167,9 @@ class LocalLoop:
 
         self.webhook = WebhookEndpoint(self.template, self.receive, on_response=self._on_webhook)
         self._closers.append(self.webhook.close)
+        self.twilio_webhook = TwilioWebhook(
+            self.webhook.url, self.webhook.public_url, self.auth_token
+        )
 
         invoke_config = next(
             r["Properties"]
@@ -296,8 +249,6 @@ class LocalLoop:
         self.devices.pop(thing).stop()
 
     def _device_app(self, thing: str) -> Callable[[dict[str, Any]], Any]:
-        from loop.device_host import board_app
-
         app = board_app()
 
         received = self.received.setdefault(thing, [])
@@ -316,105 +267,14 @@ class LocalLoop:
         thing = thing or next(iter(self.settings.devices))
         return self.settings.devices[thing]
 
-    def webhook_form(
-        self,
-        body: str,
-        *,
-        to: str | None = None,
-        sender: str = SENDER_PHONE,
-        media: list[tuple[str, str]] = (),  # type: ignore[assignment]
-        message_sid: str | None = None,
-    ) -> list[tuple[str, str]]:
-        """The form Twilio posts for an incoming SMS/MMS."""
-        form = [
-            ("ToCountry", "US"),
-            ("ToState", "CA"),
-            ("SmsMessageSid", message_sid or "SM" + secrets.token_hex(16)),
-            ("NumMedia", str(len(media))),
-            ("ToCity", ""),
-            ("FromZip", ""),
-            ("SmsSid", ""),
-            ("FromState", "CA"),
-            ("SmsStatus", "received"),
-            ("FromCity", ""),
-            ("Body", body),
-            ("FromCountry", "US"),
-            ("To", to or self.number_of()),
-            ("ToZip", ""),
-            ("NumSegments", "1"),
-            ("MessageSid", ""),
-            ("AccountSid", TEST_ACCOUNT_SID),
-            ("From", sender),
-            ("ApiVersion", "2010-04-01"),
-        ]
-        sid = form[2][1]
-        form = [(k, sid if k in ("SmsSid", "MessageSid") else v) for k, v in form]
-        for index, (url, content_type) in enumerate(media):
-            form.append((f"MediaUrl{index}", url))
-            form.append((f"MediaContentType{index}", content_type))
-        return form
-
-    def signature(self, form: list[tuple[str, str]], url: str | None = None) -> str:
-        """X-Twilio-Signature for posting `form` to the webhook's public URL."""
-        validator = RequestValidator(self.auth_token)
-        params: dict[str, str] = {}
-        for key, value in form:
-            params.setdefault(key, value)
-        return str(validator.compute_signature(url or self.webhook.public_url, params))
-
-    def post_webhook(
-        self,
-        form: list[tuple[str, str]],
-        *,
-        signature: str | None = None,
-        content_type: str = "application/x-www-form-urlencoded",
-        raw_body: bytes | None = None,
-    ) -> HttpResponse:
-        """POSTs to the local API as Twilio would (signed unless `signature` is given)."""
-        body = raw_body if raw_body is not None else urllib.parse.urlencode(form).encode()
-        headers = {
-            "Content-Type": content_type,
-            "X-Twilio-Signature": signature if signature is not None else self.signature(form),
-            "User-Agent": "TwilioProxy/1.1",
-        }
-        # http://127.0.0.1 only: the URL is the local endpoint's own.
-        request = urllib.request.Request(self.webhook.url, data=body, headers=headers)  # noqa: S310
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-                text = response.read().decode()
-                return HttpResponse(response.status, dict(response.headers.items()), text)
-        except urllib.error.HTTPError as error:
-            text = error.read().decode()
-            return HttpResponse(error.code, dict(error.headers.items()), text)
-
     def text(self, body: str, **kwargs: Any) -> HttpResponse:
-        """A person texts the device: Twilio signs and posts the webhook."""
-        form = self.webhook_form(body, **kwargs)
+        """A person texts the device (`TwilioWebhook.form`'s keywords; `to` defaults to the
+        first device's number): Twilio signs and posts the webhook."""
+        form = self.twilio_webhook.form(body, **{"to": self.number_of(), **kwargs})
         self.trace.add("phone → Twilio", f"{body!r} from {mask(SENDER_PHONE)}")
-        return self.post_webhook(form)
+        return self.twilio_webhook.post(form)
 
-    # -- what Twilio and the queues got --------------------------------------------------
-
-    def twilio_requests(self) -> list[TwilioRequest]:
-        """Every Messages API request the mock Twilio answered, in order."""
-        found = []
-        for exchange in list(self.twilio.exchanges):
-            if exchange.method == "POST" and exchange.path.split("?")[0].endswith("/Messages.json"):
-                form = urllib.parse.parse_qs(exchange.body, keep_blank_values=True)
-                found.append(
-                    TwilioRequest(
-                        exchange.client_status, exchange.fault, form, exchange.accepted_message
-                    )
-                )
-        return found
-
-    def sent_messages(self) -> list[dict[str, str]]:
-        """The messages Twilio accepted (would send): To, From, Body, MediaUrl."""
-        return [
-            {key.removesuffix("[]"): values[0] for key, values in request.form.items()}
-            for request in self.twilio_requests()
-            if request.accepted
-        ]
+    # -- waiting and what the queues got ---------------------------------------------------------
 
     def wait_for(
         self, condition: Callable[[], object], timeout: float = 20.0, poll: float = 0.02
@@ -444,15 +304,18 @@ class LocalLoop:
         opted_out: bool = False,
     ) -> None:
         """Writes the Contacts item the receive Lambda keeps for `number` texting `thing`
-        (default: the first device): it texted at `at` (default now), opted out or not."""
+        (default: the first device): it texted at `at` (default now), opted out or not.
+
+        A stand-in until the receive Lambda records contacts itself (issue 11's inbound
+        half): without it, the reply window refuses every reply."""
         thing = thing or next(iter(self.settings.devices))
         moment = time.time() if at is None else at
         self.moto.client("dynamodb").put_item(
             TableName=self.aws.refs[self.contacts_table],
             Item={
-                "pk": {"S": f"{thing}#{number}"},
-                "last_inbound_at": {"N": str(int(moment))},
-                "opted_out": {"BOOL": opted_out},
+                contract.CONTACT_KEY_ATTRIBUTE: {"S": contract.contact_key(thing, number)},
+                contract.LAST_INBOUND_ATTRIBUTE: {"N": str(int(moment))},
+                contract.OPTED_OUT_ATTRIBUTE: {"BOOL": opted_out},
             },
         )
 
@@ -481,31 +344,21 @@ class LocalLoop:
 
     def _dead_letter(self, event: dict[str, Any], error: LambdaError) -> None:
         """Lambda's on-failure destination record, into the template's queue."""
-        record = {
-            "version": "1.0",
-            "timestamp": datetime.now(UTC).isoformat(),
-            "requestContext": {
-                "requestId": secrets.token_hex(8),
-                "functionArn": f"arn:aws:lambda:{REGION}:123456789012:function:send",
-                "condition": "RetriesExhausted",
-                "approximateInvokeCount": int(self.router.retry_attempts) + 1,
-            },
-            "requestPayload": event,
-            "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
-            "responsePayload": {"errorMessage": error.error_message, "errorType": error.error_type},
-        }
+        attempts = self.router.retry_attempts + 1
+        record = contract.dead_letter_record(
+            event,
+            condition=contract.RETRIES_EXHAUSTED,
+            request_id=secrets.token_hex(8),
+            function_arn=f"arn:aws:lambda:{REGION}:123456789012:function:send",
+            error={"errorMessage": error.error_message, "errorType": error.error_type},
+            invoke_count=attempts,
+            function_error="Unhandled",
+        )
         self.aws.send_to_queue(self.dead_letter_queue_id, record)
-        self.trace.add("send → dead letters", f"after {self.router.retry_attempts + 1} attempts")
+        self.trace.add("send → dead letters", f"after {attempts} attempts")
 
     def _rule_error(self, topic: str, payload: bytes, reason: str) -> None:
         """The rule's SQS error action: what it could not hand to the send Lambda."""
-        import base64
-
-        record = {
-            "ruleName": "OutboundRule",
-            "topic": topic,
-            "base64OriginalPayload": base64.b64encode(payload).decode(),
-            "failures": [{"failedAction": "LambdaAction", "errorMessage": reason}],
-        }
+        record = rule_error_record("OutboundRule", topic, payload, reason)
         self.aws.send_to_queue(self.rule_error_queue_id, record)
         self.trace.add("rule → error queue", reason)

@@ -10,17 +10,13 @@ from __future__ import annotations
 import os
 from types import ModuleType
 
-from loop.prism import LoopbackHttpClient
+from loop.twilio_loopback import LoopbackHttpClient
 
 
 def install(handler_module: ModuleType) -> None:
     """Called by `loop.lambda_worker` with the send Lambda's `handler` module."""
-    from sender import SendRuntime  # the send Lambda's own module, on the worker's path
+    from lambda_shared import twilio_rest  # the Lambdas' shared package, on the worker's path
 
     base_url = os.environ["LOCAL_TWILIO_URL"]
-    handler_module.use_runtime(
-        SendRuntime.from_environment(
-            os.environ,
-            http_client_factory=lambda timeout: LoopbackHttpClient(base_url, timeout=timeout),
-        )
-    )
+    twilio_rest.use_transport(lambda timeout: LoopbackHttpClient(base_url, timeout=timeout))
+    handler_module.runtime.cache_clear()

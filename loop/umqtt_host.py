@@ -6,6 +6,16 @@ umqtt's semantics where the firmware relies on them: calls block until acknowled
 `check_msg()` delivers at most one message without blocking, a QoS 1 message is
 acknowledged only after the callback returned, and failures raise `OSError`.
 (paho is used instead of a hand-written MQTT codec: it is well kept and handles sessions.)
+
+Why not micropython-lib's own `umqtt/simple.py` over a socket adapter: no package registry
+carries a usable current copy, and copying its source into this repository would be
+vendoring. PyPI's `micropython-umqtt.simple` is 1.3.4, years older than the firmware's
+target: its `connect()` has no `timeout` (added in 1.5.0), it takes `ssl=True` plus
+`ssl_params` and wraps the socket with `ussl.wrap_socket` instead of taking an
+`SSLContext` (1.8.0), and it imports `usocket`/`ustruct`/`ubinascii`, which CPython lacks.
+The firmware calls 1.8.0's API, so that copy could not run it unchanged. On the board the
+firmware uses the real umqtt.simple (frozen in ESP8266_GENERIC, or installed by
+`device.tool flash` with `mip`); tests/device runs the firmware on real MicroPython.
 """
 
 from __future__ import annotations

@@ -6,16 +6,15 @@ from __future__ import annotations
 from aws_cdk import RemovalPolicy, aws_dynamodb
 from constructs import Construct
 
-KEY_ATTRIBUTE = "pk"
-"""`{thing}#{number}` for a contact; `{thing}#sent#...` for a send counter."""
-EXPIRY_ATTRIBUTE = "expires_at"
+import contract
 
 
 class Contacts(Construct):
     """An on-demand, encrypted table with point-in-time recovery; items expire by TTL.
 
-    The receive Lambda writes a contact's `last_inbound_at` (epoch seconds) on every
-    accepted message and `opted_out` on STOP/START; the send Lambda reads them and counts
+    Keyed `contract.contact_key` for a contact and `contract.send_counter_key` for a send
+    counter. The receive Lambda writes when a number last texted a device on every accepted
+    message and whether it opted out on STOP/START; the send Lambda reads them and counts
     its sends per device in the same table.
     """
 
@@ -27,11 +26,11 @@ class Contacts(Construct):
             self,
             "Table",
             partition_key=aws_dynamodb.Attribute(
-                name=KEY_ATTRIBUTE, type=aws_dynamodb.AttributeType.STRING
+                name=contract.CONTACT_KEY_ATTRIBUTE, type=aws_dynamodb.AttributeType.STRING
             ),
             billing_mode=aws_dynamodb.BillingMode.PAY_PER_REQUEST,
             encryption=aws_dynamodb.TableEncryption.AWS_MANAGED,
-            time_to_live_attribute=EXPIRY_ATTRIBUTE,
+            time_to_live_attribute=contract.CONTACT_EXPIRY_ATTRIBUTE,
             point_in_time_recovery_specification=aws_dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),

@@ -3,32 +3,15 @@ and a certificate per device that has a CSR (made locally by `python -m device.t
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from aws_cdk import Annotations, Aws, Stack, aws_iot
 from constructs import Construct
 
+from contract import certificate_output_name, inbound_topic, outbound_topic
+
 # IoT policy variable: the thing name of the certificate the connection authenticated with.
 THING_VARIABLE = "${iot:Connection.Thing.ThingName}"
-
-
-def inbound_topic(prefix: str, thing: str) -> str:
-    """The topic a device receives its SMS on."""
-    return f"{prefix}/{thing}/inbound"
-
-
-def outbound_topic(prefix: str, thing: str) -> str:
-    """The topic a device publishes its replies on."""
-    return f"{prefix}/{thing}/outbound"
-
-
-def certificate_output_name(thing: str) -> str:
-    """Name of the stack output with `thing`'s certificate id: letters and digits only,
-    `dev-reverser` -> `CertificateDevReverser`. `device/tool/cloud.py` reads it by the same
-    rule (a test keeps the two equal; the tool does not import the CDK)."""
-    parts = [p for p in re.split(r"[^A-Za-z0-9]+", thing) if p]
-    return "Certificate" + "".join(p[:1].upper() + p[1:] for p in parts)
 
 
 class DeviceFleet(Construct):
@@ -65,7 +48,7 @@ class DeviceFleet(Construct):
         )
         self.things: dict[str, aws_iot.CfnThing] = {}
         for thing_name in devices:
-            # CloudFormation has no thing-type property on AWS::IoT::Thing (see DESIGN.md);
+            # CloudFormation has no thing-type property on AWS::IoT::Thing;
             # the environment attribute makes the fleet searchable instead.
             self.things[thing_name] = aws_iot.CfnThing(
                 self,

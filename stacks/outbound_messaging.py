@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from aws_cdk import (
     Duration,
@@ -19,29 +18,14 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-from stacks.device_fleet import outbound_topic
+import contract
 from stacks.idempotency import idempotency_table
 from stacks.nag import acknowledge
-from stacks.python_function import BundledPythonFunction
+from stacks.python_function import LAMBDAS_DIR, BundledPythonFunction
 
-LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambdas" / "send"
 RETRY_ATTEMPTS = 2
 LAMBDA_TIMEOUT = Duration.seconds(30)
 DLQ_RETENTION = Duration.days(14)
-
-
-# The contract's fields, listed rather than `*`: with `SELECT *, topic(2) AS thing` a device
-# could put its own "thing" key in the payload and (if it won) send from another device's
-# number. Listed, nothing but these fields and the topic's thing name reach the Lambda.
-OUTBOUND_FIELDS = ("Type", "Id", "To", "Body", "MediaUrl", "Image")
-
-
-def outbound_rule_sql(topic_prefix: str) -> str:
-    """Every device's outbound messages, with the publishing thing's name from the topic."""
-    fields = ", ".join(OUTBOUND_FIELDS)
-    topic = outbound_topic(topic_prefix, "+")
-    # IoT SQL built from a validated topic level (settings.TOPIC_LEVEL), not user input.
-    return f"SELECT {fields}, topic(2) AS thing FROM '{topic}'"  # noqa: S608
 
 
 class OutboundMessaging(Construct):
@@ -98,15 +82,13 @@ class OutboundMessaging(Construct):
             "IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
             # A permanent Twilio error is dead-lettered by the handler itself (no retry).
             "DEAD_LETTER_QUEUE_URL": self.dead_letter_queue.queue_url,
-            "POWERTOOLS_SERVICE_NAME": "send",
         }
         if status_callback_url:
             environment["STATUS_CALLBACK_URL"] = status_callback_url
         self.send = BundledPythonFunction(
             self,
             "Send",
-            source_dir=LAMBDA_DIR,
-            handler="handler.lambda_handler",
+            package_dir=LAMBDAS_DIR / "send_lambda",
             description="Sends a device's outbound message as SMS/MMS through Twilio",
             environment=environment,
             log_retention=log_retention,
@@ -124,7 +106,7 @@ class OutboundMessaging(Construct):
             "AsyncRetries",
             function=self.function,
             retry_attempts=RETRY_ATTEMPTS,
-            max_event_age=Duration.hours(6),
+            max_event_age=Duration.seconds(contract.SEND_EVENT_MAX_AGE_SECONDS),
             on_failure=aws_lambda_destinations.SqsDestination(self.dead_letter_queue),
         )
 
@@ -135,7 +117,8 @@ class OutboundMessaging(Construct):
             description="Lets the outbound topic rule put undeliverable messages in its queue",
         )
         self.rule_error_queue.grant_send_messages(self.rule_error_role)
-        self.sql = outbound_rule_sql(topic_prefix)
+        # The contract's field list: the send Lambda reads exactly these (and `thing`).
+        self.sql = contract.outbound_rule_sql(topic_prefix)
         self.rule = aws_iot.CfnTopicRule(
             self,
             "OutboundRule",

@@ -1,5 +1,6 @@
 """The send Lambda's outbound policy: its settings, the queue of refused messages and the
-alarm on repeated refusals (the rules themselves are in lambdas/send/outbound_policy.py)."""
+alarm on repeated refusals (the rules themselves are in
+lambdas/send_lambda/outbound_policy.py)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,9 @@ from aws_cdk import (
 )
 from constructs import Construct
 
+import contract
 from stacks.nag import acknowledge
 
-# The send Lambda's EMF metric of refusals (sender.REFUSED_METRIC, METRICS_SERVICE).
-REFUSED_METRIC = "OutboundRefused"
-METRICS_SERVICE = "send"
 # "Repeatedly": this many refusals within one period pages the operator. One stray reply
 # to a stranger does not; a device (or a stolen key) trying numbers does.
 REFUSAL_ALARM_THRESHOLD = 5
@@ -76,7 +75,7 @@ class OutboundPolicy(Construct):
         self.refused_queue.grant_send_messages(function)
         contacts_table.grant(function, *SEND_CONTACTS_ACTIONS)
         environment = {
-            "CONTACTS_TABLE": contacts_table.table_name,
+            contract.CONTACTS_TABLE_VARIABLE: contacts_table.table_name,
             "REFUSED_QUEUE_URL": self.refused_queue.queue_url,
             "REPLY_WINDOW_SECONDS": str(reply_window_days * DAY_SECONDS),
             "DESTINATION_ALLOW_LIST_BY_THING": json.dumps(
@@ -93,8 +92,8 @@ class OutboundPolicy(Construct):
 
         self.refusals = aws_cloudwatch.Metric(
             namespace=metrics_namespace,
-            metric_name=REFUSED_METRIC,
-            dimensions_map={"service": METRICS_SERVICE},
+            metric_name=contract.OUTBOUND_REFUSED_METRIC,
+            dimensions_map=contract.SEND_METRIC_DIMENSIONS,
             period=REFUSAL_ALARM_PERIOD,
             statistic="Sum",
         )

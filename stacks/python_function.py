@@ -2,11 +2,15 @@
 
 `PythonFunction` from lambda-python-alpha needs a Docker engine; this construct installs the
 function's own `requirements.txt` with pip for the Lambda platform (arm64, the runtime's
-Python version, wheels only) and copies the handler's sources beside them.
+Python version, wheels only), then copies beside them the function's package
+(`lambdas/{name}/`, imported as `{name}.handler`) and what every function shares: the
+contract (`contract.py`) and `lambdas/lambda_shared/`.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -15,6 +19,7 @@ from typing import cast
 
 import jsii
 from aws_cdk import (
+    AssetHashType,
     BundlingOptions,
     DockerImage,
     Duration,
@@ -29,31 +34,60 @@ from constructs import Construct
 RUNTIME = aws_lambda.Runtime.PYTHON_3_14
 ARCHITECTURE = aws_lambda.Architecture.ARM_64
 PIP_PLATFORM = "manylinux2014_aarch64"
-# Files and folders of a Lambda source folder that never belong in its bundle.
 DEFAULT_TIMEOUT = Duration.seconds(10)
-SOURCE_EXCLUDES = (
-    "__pycache__",
-    "*.pyc",
-    "requirements.txt",
-    "bundle-exclude.txt",
-    "tests",
-    ".mypy_cache",
-    ".pytest_cache",
-    ".ruff_cache",
-)
+ROOT = Path(__file__).resolve().parent.parent
+LAMBDAS_DIR = ROOT / "lambdas"
+SHARED_SOURCES = (ROOT / "contract.py", LAMBDAS_DIR / "lambda_shared")
+"""Copied into every function's bundle, beside its own package."""
+# Build and tool caches: neither part of a bundle nor of what it is built from.
+CACHE_PATTERNS = ("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache", ".ruff_cache")
+# Files and folders of a Lambda source folder that never belong in its bundle.
+SOURCE_EXCLUDES = (*CACHE_PATTERNS, "requirements.txt", "bundle-exclude.txt", "tests")
+
+
+def handler_of(package_dir: Path) -> str:
+    """The handler setting of the function whose package is `package_dir`."""
+    return f"{package_dir.name}.handler.lambda_handler"
+
+
+def _source_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file()
+        and not any(
+            fnmatch.fnmatch(part, pattern)
+            for part in p.relative_to(path).parts
+            for pattern in CACHE_PATTERNS
+        )
+    )
+
+
+def source_hash(package_dir: Path, shared: tuple[Path, ...] = SHARED_SOURCES) -> str:
+    """A hash of everything a function's bundle is built from: its package (requirements
+    and exclusions included) and the shared sources, so a change to any of them deploys.
+    Paths count as they are in the bundle, so the checkout's location does not."""
+    digest = hashlib.sha256()
+    for source in (package_dir, *shared):
+        for file in _source_files(source):
+            name = file.relative_to(source.parent).as_posix()
+            digest.update(name.encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 @jsii.implements(ILocalBundling)
 class PipLocalBundling:
     """Installs requirements with pip for the Lambda platform, then copies the sources."""
 
-    def __init__(self, source_dir: Path) -> None:
-        self._source_dir = source_dir
+    def __init__(self, package_dir: Path) -> None:
+        self._package_dir = package_dir
 
     def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:
         """Called by jsii with the asset's staging folder; returns True when bundled."""
         out = Path(output_dir)
-        requirements = self._source_dir / "requirements.txt"
+        requirements = self._package_dir / "requirements.txt"
         if requirements.exists():
             subprocess.run(
                 [
@@ -78,13 +112,13 @@ class PipLocalBundling:
                 ],
                 check=True,
             )
-            prune_bundle(out, self._source_dir / "bundle-exclude.txt")
-        shutil.copytree(
-            self._source_dir,
-            out,
-            dirs_exist_ok=True,
-            ignore=shutil.ignore_patterns(*SOURCE_EXCLUDES),
-        )
+        ignore = shutil.ignore_patterns(*SOURCE_EXCLUDES)
+        for source in (self._package_dir, *SHARED_SOURCES):
+            if source.is_file():
+                shutil.copy2(source, out / source.name)
+            else:
+                shutil.copytree(source, out / source.name, dirs_exist_ok=True, ignore=ignore)
+        prune_bundle(out, self._package_dir / "bundle-exclude.txt")
         return True
 
 
@@ -123,15 +157,18 @@ def prune_bundle(bundle_dir: Path, exclude_file: Path) -> None:
 
 
 class BundledPythonFunction(Construct):
-    """An arm64 Python Lambda function with its own log group and bundled requirements."""
+    """An arm64 Python Lambda function with its own log group and bundled requirements.
+
+    `package_dir`: the function's package, `lambdas/{name}/`, holding `handler.py` (with
+    `lambda_handler`), `requirements.txt` and optionally `bundle-exclude.txt`.
+    """
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        source_dir: Path,
-        handler: str,
+        package_dir: Path,
         description: str,
         environment: dict[str, str],
         log_retention: aws_logs.RetentionDays,
@@ -158,15 +195,18 @@ class BundledPythonFunction(Construct):
             role=self.role,
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
-            handler=handler,
+            handler=handler_of(package_dir),
             description=description,
             code=aws_lambda.Code.from_asset(
-                str(source_dir),
+                str(package_dir),
                 exclude=[p for p in SOURCE_EXCLUDES if not p.endswith(".txt")],
+                # The bundle also holds the shared sources: hash them all, not the folder.
+                asset_hash_type=AssetHashType.CUSTOM,
+                asset_hash=source_hash(package_dir),
                 bundling=BundlingOptions(
                     # Never used: local bundling always succeeds or raises.
                     image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.14"),
-                    local=cast(ILocalBundling, PipLocalBundling(source_dir)),
+                    local=cast(ILocalBundling, PipLocalBundling(package_dir)),
                 ),
             ),
             environment=environment,

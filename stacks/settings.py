@@ -11,37 +11,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-# AWS IoT thing names: letters, digits, colon, underscore, hyphen; 128 characters at most.
-THING_NAME = re.compile(r"^[A-Za-z0-9_:-]{1,128}$")
-# One MQTT topic level: no wildcard, no separator, nothing reserved for AWS.
-TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-# Webhook parameters Twilio documents for incoming messages that may be forwarded.
-FORWARDABLE_FIELDS = frozenset(
-    {
-        "AccountSid",
-        "MessagingServiceSid",
-        "NumSegments",
-        "NumMedia",
-        "SmsStatus",
-        "ApiVersion",
-        "FromCity",
-        "FromState",
-        "FromZip",
-        "FromCountry",
-        "ToCity",
-        "ToState",
-        "ToZip",
-        "ToCountry",
-        "OptOutType",
-        "ProfileName",
-        "WaId",
-        "ReferralNumMedia",
-    }
-)
+import contract
+
 LOG_RETENTION_DAYS = frozenset(
     {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557}
 )
+
+
+DEFAULT_SEND_RESERVED_CONCURRENCY = 5
 
 
 class SettingsError(ValueError):
@@ -57,8 +34,8 @@ class EnvironmentSettings:
     account: str | None = None
     devices: Mapping[str, str] = field(default_factory=dict)
     """Thing name -> the Twilio number (E.164) bound to it."""
-    topic_prefix: str = "sms"
-    body_limit: int = 160
+    topic_prefix: str = contract.DEFAULT_TOPIC_PREFIX
+    body_limit: int = contract.DEFAULT_BODY_LIMIT
     """Longest inbound body (characters) forwarded to a device."""
     log_retention_days: int = 30
     extra_fields: tuple[str, ...] = ()
@@ -75,23 +52,23 @@ class EnvironmentSettings:
     retain_data: bool = False
     """Keep tables, queues and logs when the stack is deleted (set for prod)."""
     # -- Outbound policy: whom a device may text, and how much (safe by default). --------
-    reply_window_days: int = 30
+    reply_window_days: int = contract.DEFAULT_REPLY_WINDOW_DAYS
     """A device may text a number that texted it within this many days (0: allow-lists only)."""
     destination_allow_list_by_device: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Per device, numbers it may text besides those that texted it."""
     destination_prefixes: tuple[str, ...] = ()
     """If not empty, every destination must start with one of these (`+1`, `+44`...)."""
-    send_limit_per_minute: int = 10
-    send_limit_per_day: int = 200
+    send_limit_per_minute: int = contract.DEFAULT_SEND_LIMIT_PER_MINUTE
+    send_limit_per_day: int = contract.DEFAULT_SEND_LIMIT_PER_DAY
     """Per device: sends beyond a cap are refused (dead-lettered with the reason)."""
-    send_reserved_concurrency: int | None = 5
+    send_reserved_concurrency: int | None = DEFAULT_SEND_RESERVED_CONCURRENCY
     """The send Lambda's reserved concurrency (None, `false` in cdk.json: none, for accounts
     whose concurrency quota is still 10, where Lambda refuses any reservation)."""
 
     @property
     def stack_name(self) -> str:
         """The CloudFormation stack of this environment."""
-        return f"TextDevice-{self.name}"
+        return contract.stack_name(self.name)
 
     @property
     def things_by_number(self) -> dict[str, str]:
@@ -116,29 +93,34 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentSettings:
     if not isinstance(devices, Mapping):
         raise fail("'devices' must map thing names to E.164 numbers")
     for thing, number in devices.items():
-        if not THING_NAME.match(thing):
+        if not contract.THING_NAME.match(thing):
             raise fail(f"thing name {thing!r} is not a valid AWS IoT thing name")
-        if not isinstance(number, str) or not E164.match(number):
+        if not contract.is_e164(number):
             raise fail(f"device {thing!r} is bound to an invalid number (E.164 expected)")
     if len(set(devices.values())) != len(devices):
         raise fail("two devices are bound to the same number")
 
-    prefix = raw.get("topic_prefix", "sms")
-    if not isinstance(prefix, str) or not TOPIC_LEVEL.match(prefix) or prefix.startswith("$"):
+    prefix = raw.get("topic_prefix", contract.DEFAULT_TOPIC_PREFIX)
+    if (
+        not isinstance(prefix, str)
+        or not contract.TOPIC_LEVEL.match(prefix)
+        or prefix.startswith("$")
+    ):
         raise fail("'topic_prefix' must be one MQTT topic level of letters, digits, - or _")
-    body_limit = raw.get("body_limit", 160)
-    if not isinstance(body_limit, int) or not 1 <= body_limit <= 1600:
-        raise fail("'body_limit' must be an integer from 1 to 1600")
+    body_limit = raw.get("body_limit", contract.DEFAULT_BODY_LIMIT)
+    limit = contract.MAX_BODY_CHARACTERS
+    if not isinstance(body_limit, int) or not 1 <= body_limit <= limit:
+        raise fail(f"'body_limit' must be an integer from 1 to {limit}")
     retention = raw.get("log_retention_days", 30)
     if retention not in LOG_RETENTION_DAYS:
         raise fail(f"'log_retention_days' must be one of {sorted(LOG_RETENTION_DAYS)}")
     extra = tuple(raw.get("extra_fields", ()))
-    bad = sorted(set(extra) - FORWARDABLE_FIELDS)
+    bad = sorted(set(extra) - set(contract.FORWARDABLE_FIELDS))
     if bad:
         raise fail(f"'extra_fields' has unknown webhook parameter(s) {', '.join(bad)}")
     allow = tuple(raw.get("destination_allow_list", ()))
     for number in allow:
-        if not isinstance(number, str) or not E164.match(number):
+        if not contract.is_e164(number):
             raise fail("'destination_allow_list' must hold E.164 numbers")
     fallback = raw.get("fallback_url")
     if fallback is not None and (
@@ -193,7 +175,7 @@ def parse_outbound_policy(
 ) -> dict[str, Any]:
     """The outbound policy's settings of one environment, validated (keyword arguments of
     EnvironmentSettings)."""
-    window = raw.get("reply_window_days", 30)
+    window = raw.get("reply_window_days", contract.DEFAULT_REPLY_WINDOW_DAYS)
     if not _is_int(window) or not 0 <= window <= MAX_REPLY_WINDOW_DAYS:
         raise fail(f"'reply_window_days' must be an integer from 0 to {MAX_REPLY_WINDOW_DAYS}")
     by_device = raw.get("destination_allow_list_by_device", {})
@@ -202,17 +184,15 @@ def parse_outbound_policy(
     for thing, numbers in by_device.items():
         if thing not in devices:
             raise fail(f"'destination_allow_list_by_device' names {thing!r}, not a device")
-        if not isinstance(numbers, list) or not all(
-            isinstance(n, str) and E164.match(n) for n in numbers
-        ):
+        if not isinstance(numbers, list) or not all(contract.is_e164(n) for n in numbers):
             raise fail(f"'destination_allow_list_by_device.{thing}' must hold E.164 numbers")
     prefixes = raw.get("destination_prefixes", [])
     if not isinstance(prefixes, list) or not all(
         isinstance(p, str) and PREFIX.match(p) for p in prefixes
     ):
         raise fail('\'destination_prefixes\' must hold prefixes like "+1" or "+44"')
-    per_minute = raw.get("send_limit_per_minute", 10)
-    per_day = raw.get("send_limit_per_day", 200)
+    per_minute = raw.get("send_limit_per_minute", contract.DEFAULT_SEND_LIMIT_PER_MINUTE)
+    per_day = raw.get("send_limit_per_day", contract.DEFAULT_SEND_LIMIT_PER_DAY)
     if not _is_int(per_minute) or not 1 <= per_minute <= MAX_PER_MINUTE:
         raise fail(f"'send_limit_per_minute' must be an integer from 1 to {MAX_PER_MINUTE}")
     if not _is_int(per_day) or not per_minute <= per_day <= MAX_PER_DAY:
@@ -220,7 +200,7 @@ def parse_outbound_policy(
             f"'send_limit_per_day' must be an integer from send_limit_per_minute to {MAX_PER_DAY}"
         )
     # `false`, not null, switches it off: CDK drops null values from context.
-    reserved = raw.get("send_reserved_concurrency", 5)
+    reserved = raw.get("send_reserved_concurrency", DEFAULT_SEND_RESERVED_CONCURRENCY)
     if reserved is not False and (
         not _is_int(reserved) or not 1 <= reserved <= MAX_RESERVED_CONCURRENCY
     ):

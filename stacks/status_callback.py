@@ -7,14 +7,11 @@ an undelivered SMS shows up in the logs (without numbers or bodies).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from aws_cdk import Duration, RemovalPolicy, aws_apigateway, aws_logs
 from constructs import Construct
 
-from stacks.python_function import BundledPythonFunction
+from stacks.python_function import LAMBDAS_DIR, BundledPythonFunction
 
-LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambdas" / "status"
 PATH_PART = "status"
 
 
@@ -35,10 +32,9 @@ class StatusCallback(Construct):
         self.handler = BundledPythonFunction(
             self,
             "Handler",
-            source_dir=LAMBDA_DIR,
-            handler="handler.lambda_handler",
+            package_dir=LAMBDAS_DIR / "status_lambda",
             description="Logs Twilio's delivery status callbacks (failures at ERROR)",
-            environment={"TWILIO_SECRET_NAME": secret_name, "POWERTOOLS_SERVICE_NAME": "status"},
+            environment={"TWILIO_SECRET_NAME": secret_name},
             log_retention=log_retention,
             removal_policy=removal_policy,
             timeout=Duration.seconds(10),

@@ -8,13 +8,10 @@ from typing import Any
 from aws_cdk import CfnOutput, RemovalPolicy, Stack, aws_iam, aws_logs
 from constructs import Construct
 
+import contract
+from contract import certificate_output_name, inbound_topic, outbound_topic
 from stacks.contacts import Contacts
-from stacks.device_fleet import (
-    DeviceFleet,
-    certificate_output_name,
-    inbound_topic,
-    outbound_topic,
-)
+from stacks.device_fleet import DeviceFleet
 from stacks.monitoring import Monitoring
 from stacks.outbound_messaging import OutboundMessaging
 from stacks.outbound_policy import OutboundPolicy
@@ -73,7 +70,7 @@ class TextDeviceStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         removal = RemovalPolicy.RETAIN if settings.retain_data else RemovalPolicy.DESTROY
         retention = RETENTION_BY_DAYS[settings.log_retention_days]
-        secret_name = f"text-device/{settings.name}/twilio"
+        secret_name = contract.twilio_secret_name(settings.name)
 
         self.twilio_secret = TwilioSecret(
             self, "TwilioSecret", secret_name=secret_name, removal_policy=removal
@@ -163,11 +160,13 @@ class TextDeviceStack(Stack):
             prefixes=settings.destination_prefixes,
             limit_per_minute=settings.send_limit_per_minute,
             limit_per_day=settings.send_limit_per_day,
-            metrics_namespace=settings.stack_name,
+            metrics_namespace=contract.metrics_namespace(settings.name),
             alarm_topic=self.monitoring.topic,
             removal_policy=removal,
         )
-        self.webhook.function.add_environment("CONTACTS_TABLE", self.contacts.table.table_name)
+        self.webhook.function.add_environment(
+            contract.CONTACTS_TABLE_VARIABLE, self.contacts.table.table_name
+        )
         self.contacts.table.grant(self.webhook.function, "dynamodb:UpdateItem")
 
         # Grants: each function gets exactly what its code calls.
@@ -192,13 +191,13 @@ class TextDeviceStack(Stack):
         prefix = settings.topic_prefix
         CfnOutput(
             self,
-            "WebhookUrl",
+            contract.WEBHOOK_URL_OUTPUT,
             value=self.webhook.webhook_url,
             description="Set as the Twilio number's 'A message comes in' webhook (POST)",
         )
         CfnOutput(
             self,
-            "ThingNames",
+            contract.THING_NAMES_OUTPUT,
             value=",".join(things) or "-",
             description="The devices of this environment",
         )
@@ -210,17 +209,21 @@ class TextDeviceStack(Stack):
         )
         CfnOutput(
             self,
-            "TwilioSecretName",
+            contract.TWILIO_SECRET_NAME_OUTPUT,
             value=secret_name,
             description='Put {"account_sid", "auth_token"} here after the first deploy',
         )
         CfnOutput(self, "DevicePolicyName", value=self.fleet.policy.ref)
         # What `make redrive` reads and writes.
-        CfnOutput(self, "SendDeadLetterQueueUrl", value=self.outbound.dead_letter_queue.queue_url)
-        CfnOutput(self, "RuleErrorQueueUrl", value=self.outbound.rule_error_queue.queue_url)
-        CfnOutput(self, "RefusedQueueUrl", value=self.outbound_policy.refused_queue.queue_url)
-        CfnOutput(self, "SendIdempotencyTable", value=self.outbound.idempotency_table.table_name)
-        CfnOutput(self, "TopicPrefix", value=prefix)
+        outputs = {
+            contract.SEND_DEAD_LETTER_QUEUE_OUTPUT: self.outbound.dead_letter_queue.queue_url,
+            contract.RULE_ERROR_QUEUE_OUTPUT: self.outbound.rule_error_queue.queue_url,
+            contract.REFUSED_QUEUE_OUTPUT: self.outbound_policy.refused_queue.queue_url,
+            contract.SEND_IDEMPOTENCY_TABLE_OUTPUT: self.outbound.idempotency_table.table_name,
+        }
+        for name, value in outputs.items():
+            CfnOutput(self, name, value=value)
+        CfnOutput(self, contract.TOPIC_PREFIX_OUTPUT, value=prefix)
         for thing, certificate in sorted(self.fleet.certificates.items()):
             CfnOutput(
                 self,

@@ -9,14 +9,12 @@ secret, so turn it on after the first deploy has created the secret and you fill
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 from aws_cdk import CustomResource, Duration, RemovalPolicy, aws_logs
 from constructs import Construct
 
-from stacks.python_function import BundledPythonFunction
+from stacks.python_function import LAMBDAS_DIR, BundledPythonFunction
 
-LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambdas" / "twilio_number"
 RESOURCE_TYPE = "Custom::TwilioNumberWebhook"
 
 
@@ -39,8 +37,7 @@ class TwilioNumberWebhook(Construct):
         self.handler = BundledPythonFunction(
             self,
             "Handler",
-            source_dir=LAMBDA_DIR,
-            handler="handler.lambda_handler",
+            package_dir=LAMBDAS_DIR / "twilio_number_lambda",
             description="Points the bound Twilio numbers' SMS webhook at this stack",
             environment={"TWILIO_SECRET_NAME": secret_name},
             log_retention=log_retention,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from aws_cdk import RemovalPolicy, SecretValue, aws_secretsmanager
 from constructs import Construct
 
+import contract
 from stacks.nag import acknowledge
-
-# The shape the Lambdas read; the values are put by the user after the first deploy.
-PLACEHOLDER = '{"account_sid": "", "auth_token": ""}'
 
 
 class TwilioSecret(Construct):
@@ -33,7 +33,9 @@ class TwilioSecret(Construct):
             secret_name=secret_name,
             description="Twilio account SID and auth token (JSON keys account_sid, auth_token)",
             # Empty values, not credentials: put-secret-value replaces them after deploy.
-            secret_string_value=SecretValue.unsafe_plain_text(PLACEHOLDER),
+            secret_string_value=SecretValue.unsafe_plain_text(
+                json.dumps(contract.TWILIO_SECRET_PLACEHOLDER)
+            ),
             removal_policy=removal_policy,
         )
         acknowledge(

@@ -11,9 +11,8 @@ from constructs import Construct
 
 from stacks.idempotency import idempotency_table
 from stacks.nag import acknowledge
-from stacks.python_function import BundledPythonFunction
+from stacks.python_function import LAMBDAS_DIR, BundledPythonFunction
 
-LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambdas" / "receive"
 REQUEST_TEMPLATE = Path(__file__).resolve().parent / "templates" / "receive_request.vtl"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 STAGE_NAME = "v1"
@@ -60,8 +59,7 @@ class WebhookApi(Construct):
         self.receive = BundledPythonFunction(
             self,
             "Receive",
-            source_dir=LAMBDA_DIR,
-            handler="handler.lambda_handler",
+            package_dir=LAMBDAS_DIR / "receive_lambda",
             description="Verifies Twilio's webhook and publishes the SMS to the device's topic",
             environment={
                 "TOPIC_PREFIX": topic_prefix,
@@ -70,7 +68,6 @@ class WebhookApi(Construct):
                 "EXTRA_FIELDS": ",".join(extra_fields),
                 "TWILIO_SECRET_NAME": secret_name,
                 "IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
-                "POWERTOOLS_SERVICE_NAME": "receive",
             },
             log_retention=log_retention,
             removal_policy=removal_policy,

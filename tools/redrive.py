@@ -19,7 +19,9 @@ and the send Lambda's idempotency decides. That idempotency lasts 24 hours: past
 message Twilio did accept would be sent again. So before publishing, this tool writes the
 send Lambda's "attempted" marker for the message, dated as early as its first attempt can
 have been: the Lambda then asks Twilio's Messages list whether it already has the message
-and records its SID instead of texting again (lambdas/send/sender.py, `_mark_attempt`).
+and records its SID instead of texting again (lambdas/send_lambda/sender.py,
+`_mark_attempt`). The record formats, the marker and the output names are the contract's
+(`contract.py`).
 Permanent failures stay in their queue; DRY_RUN changes nothing.
 """
 
@@ -34,23 +36,22 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-# The send Lambda's asynchronous retries stop after this age (stacks/outbound_messaging.py):
-# a dead-lettered event's first attempt is at most this much older than its record.
-MAX_EVENT_AGE = timedelta(hours=6)
-# As the send Lambda's IDEMPOTENCY_TTL: how long the marker written here lives.
-MARKER_TTL = timedelta(hours=24)
+import contract
+from device.tool.environment import load_environment
+from device.tool.errors import ToolError
+
+# A dead-lettered event's first attempt is at most this much older than its record.
+MAX_EVENT_AGE = timedelta(seconds=contract.SEND_EVENT_MAX_AGE_SECONDS)
 # Long enough to list, decide and publish before a message becomes visible again.
 VISIBILITY_TIMEOUT = 300
 QUEUE_OUTPUTS = {
-    "SendDeadLetterQueue": "SendDeadLetterQueueUrl",
-    "RuleErrorQueue": "RuleErrorQueueUrl",
-    "RefusedQueue": "RefusedQueueUrl",
+    "SendDeadLetterQueue": contract.SEND_DEAD_LETTER_QUEUE_OUTPUT,
+    "RuleErrorQueue": contract.RULE_ERROR_QUEUE_OUTPUT,
+    "RefusedQueue": contract.REFUSED_QUEUE_OUTPUT,
 }
-RETRIED_CONDITIONS = frozenset({"RetriesExhausted", "EventAgeExceeded"})
+RETRIED_CONDITIONS = frozenset({contract.RETRIES_EXHAUSTED, contract.EVENT_AGE_EXCEEDED})
 UNAUTHORIZED = 401
 
 
@@ -69,24 +70,24 @@ class Letter:
     message_id: str | None = None
 
     @property
-    def marker_id(self) -> str | None:
-        """The send Lambda's attempt-marker key for this message (outbound.attempt_marker_id)."""
+    def idempotency_key(self) -> str | None:
+        """The send Lambda's key of this message (None when the record names no Id)."""
         if self.thing is None or not isinstance(self.message_id, str):
             return None
-        return f"attempt#{self.thing}#{self.message_id}"
+        return contract.message_key(self.thing, self.message_id)
 
 
 def _device_message(queue: str, reason: str, retry: bool, topic_prefix: str, event: Any) -> Letter:
     """A letter holding the send Lambda's event (the device's fields plus `thing`)."""
-    if not isinstance(event, Mapping) or not isinstance(event.get("thing"), str):
+    thing = event.get(contract.THING_FIELD) if isinstance(event, Mapping) else None
+    if not isinstance(event, Mapping) or not isinstance(thing, str):
         return Letter(queue, f"{reason} (no device message in the record)", retry=False)
-    payload = {k: v for k, v in event.items() if k != "thing"}
-    thing = event["thing"]
+    payload = {k: v for k, v in event.items() if k != contract.THING_FIELD}
     return Letter(
         queue,
         reason,
         retry,
-        topic=f"{topic_prefix}/{thing}/outbound",
+        topic=contract.outbound_topic(topic_prefix, thing),
         payload=payload,
         thing=thing,
         message_id=payload.get("Id") if isinstance(payload.get("Id"), str) else None,
@@ -101,12 +102,13 @@ def classify(queue: str, body: str, topic_prefix: str) -> Letter:
         return Letter(queue, "unreadable record (not JSON)", retry=False)
     if not isinstance(record, dict):
         return Letter(queue, "unreadable record (not a JSON object)", retry=False)
-    if "base64OriginalPayload" in record:  # the topic rule's error action
+    if contract.RULE_ERROR_PAYLOAD_FIELD in record:  # the topic rule's error action
         failures = record.get("failures") or [{}]
         error = str(failures[0].get("errorMessage", "the rule's action failed"))[:200]
         topic = record.get("topic")
         try:
-            payload = json.loads(base64.b64decode(record["base64OriginalPayload"], validate=True))
+            encoded = record[contract.RULE_ERROR_PAYLOAD_FIELD]
+            payload = json.loads(base64.b64decode(encoded, validate=True))
         except (ValueError, binascii.Error):
             payload = None
         levels = topic.split("/") if isinstance(topic, str) else []
@@ -130,14 +132,14 @@ def classify(queue: str, body: str, topic_prefix: str) -> Letter:
     if condition in RETRIED_CONDITIONS:
         error = f"{response.get('errorType', '?')}: {response.get('errorMessage', '')}"[:200]
         return _device_message(queue, f"{condition} ({error})", True, topic_prefix, event)
-    if condition == "PermanentTwilioError":
+    if condition == contract.PERMANENT_TWILIO_ERROR:
         status, code = response.get("twilioStatus"), response.get("twilioCode")
         if status == UNAUTHORIZED:
             reason = f"Twilio {status} (code {code}): retry once the secret holds the token"
             return _device_message(queue, reason, True, topic_prefix, event)
         reason = f"Twilio refused it for good: {status} (code {code})"
         return _device_message(queue, reason, False, topic_prefix, event)
-    if condition == "OutboundPolicyRefused":
+    if condition == contract.OUTBOUND_POLICY_REFUSED:
         reason = f"refused by the outbound policy: {response.get('reason')}"
         return _device_message(queue, reason, False, topic_prefix, event)
     return Letter(queue, f"unrecognised condition {condition!r}", retry=False)
@@ -210,25 +212,23 @@ class Redrive:
     def _redrive(self, letter: Letter, first_attempt: datetime) -> None:
         """Marks the message as possibly sent, then publishes it to its topic again."""
         assert letter.topic is not None and letter.payload is not None
-        marker = letter.marker_id
-        if marker is not None:
-            now = self._clock()
+        key = letter.idempotency_key
+        if key is not None:
+            now = self._clock().timestamp()
             # A live marker is kept: it already makes the Lambda ask Twilio first.
             with contextlib.suppress(self._dynamodb.exceptions.ConditionalCheckFailedException):
                 self._dynamodb.put_item(
                     TableName=self._table,
-                    Item={
-                        "id": {"S": marker},
-                        "first_attempt": {"N": f"{first_attempt.timestamp():.3f}"},
-                        "expiration": {"N": str(int((now + MARKER_TTL).timestamp()))},
-                    },
-                    ConditionExpression="attribute_not_exists(id) OR expiration < :now",
-                    ExpressionAttributeValues={":now": {"N": str(int(now.timestamp()))}},
+                    Item=contract.attempt_marker_item(
+                        key, first_attempt=first_attempt.timestamp(), now=now
+                    ),
+                    ConditionExpression=contract.ATTEMPT_MARKER_ABSENT_OR_EXPIRED,
+                    ExpressionAttributeValues={":now": {"N": str(int(now))}},
                 )
         self._iot_data.publish(
             topic=letter.topic,
             qos=1,
-            payload=json.dumps(letter.payload, ensure_ascii=False).encode(),
+            payload=contract.encode_message(letter.payload),
         )
 
 
@@ -262,7 +262,9 @@ def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
     except (ClientError, BotoCoreError) as error:
         raise SystemExit(f"Cannot read stack {stack_name}: {error}") from None
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-    missing = sorted({*QUEUE_OUTPUTS.values(), "SendIdempotencyTable"} - set(outputs))
+    missing = sorted(
+        {*QUEUE_OUTPUTS.values(), contract.SEND_IDEMPOTENCY_TABLE_OUTPUT} - set(outputs)
+    )
     if missing:
         raise SystemExit(
             f"Stack {stack_name} has no output(s) {', '.join(missing)}: deploy this version "
@@ -279,21 +281,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", default="dev", help="environment of cdk.json (default: dev)")
     parser.add_argument("--dry-run", action="store_true", help="list only, change nothing")
     args = parser.parse_args(argv)
-    environments = json.loads((ROOT / "cdk.json").read_text())["context"]["environments"]
-    if args.env not in environments:
-        known = ", ".join(sorted(environments))
-        raise SystemExit(f"Unknown environment {args.env!r}. Known: {known}.")
-    environment = environments[args.env]
-    region = environment["region"]
-    session = boto3.Session(region_name=region)
-    outputs = stack_outputs(session.client("cloudformation"), f"TextDevice-{args.env}")
+    try:
+        settings = load_environment(args.env)
+    except ToolError as error:
+        raise SystemExit(str(error)) from None
+    session = boto3.Session(region_name=settings.region)
+    outputs = stack_outputs(session.client("cloudformation"), settings.stack_name)
     redrive = Redrive(
         sqs=session.client("sqs"),
         dynamodb=session.client("dynamodb"),
         iot_data=session.client("iot-data"),
         queue_urls={queue: outputs[output] for queue, output in QUEUE_OUTPUTS.items()},
-        idempotency_table=outputs["SendIdempotencyTable"],
-        topic_prefix=outputs.get("TopicPrefix", "sms"),
+        idempotency_table=outputs[contract.SEND_IDEMPOTENCY_TABLE_OUTPUT],
+        topic_prefix=outputs.get(contract.TOPIC_PREFIX_OUTPUT, settings.topic_prefix),
     )
     outcomes = redrive.run(dry_run=args.dry_run)
     print(table(outcomes) if outcomes else "The dead-letter queues are empty.")

@@ -6,14 +6,14 @@ import json
 
 def load_config(text):
     """Parse config.json text, fill optional keys with defaults; ValueError if unusable."""
-    cfg = json.loads(text)
-    if not isinstance(cfg, dict):
+    config = json.loads(text)
+    if not isinstance(config, dict):
         raise ValueError("config: not an object")
-    for k in ("wifi_ssid", "wifi_password", "endpoint", "thing"):
-        v = cfg.get(k)
-        if not isinstance(v, str) or (not v and k != "wifi_password"):
-            raise ValueError("config: " + k)
-    for k, v in (
+    for key in ("wifi_ssid", "wifi_password", "endpoint", "thing"):
+        value = config.get(key)
+        if not isinstance(value, str) or (not value and key != "wifi_password"):
+            raise ValueError("config: " + key)
+    for key, default in (
         ("port", 8883),
         ("topic_prefix", "sms"),
         ("key_file", "device.key.der"),
@@ -22,22 +22,22 @@ def load_config(text):
         ("boot_message", None),
         ("shadow_interval_s", 300),
     ):  # the optional keys and their defaults
-        if cfg.get(k) is None:
-            cfg[k] = v
-    for k in ("port", "shadow_interval_s"):
-        if not isinstance(cfg[k], int) or cfg[k] <= 0:
-            raise ValueError("config: " + k)
-    bm = cfg["boot_message"]
-    if bm is not None and not (
-        isinstance(bm, dict) and isinstance(bm.get("To"), str) and bm["To"]
-        and isinstance(bm.get("Body"), str)
+        if config.get(key) is None:
+            config[key] = default
+    for key in ("port", "shadow_interval_s"):
+        if not isinstance(config[key], int) or config[key] <= 0:
+            raise ValueError("config: " + key)
+    boot_message = config["boot_message"]
+    if boot_message is not None and not (
+        isinstance(boot_message, dict) and isinstance(boot_message.get("To"), str)
+        and boot_message["To"] and isinstance(boot_message.get("Body"), str)
     ):  # fmt: skip
         raise ValueError("config: boot_message")
-    return cfg
+    return config
 
 
-def tls_context(cfg, mod=None, log=print):
-    """Build the client SSLContext from the DER files named in cfg.
+def tls_context(config, mod=None, log=print):
+    """Build the client SSLContext from the DER files named in config.
 
     ESP8266 firmware uses axTLS: it takes the client key and certificate but
     cannot verify the server, so the CA is loaded only where the port can use it.
@@ -47,27 +47,30 @@ def tls_context(cfg, mod=None, log=print):
             import ssl as mod
         except ImportError:  # micropython-lib's ssl needs mbedTLS names; axTLS has tls only
             import tls as mod
-    ctx = mod.SSLContext(mod.PROTOCOL_TLS_CLIENT)
-    f = cfg["cert_file"], cfg["key_file"], cfg["ca_file"]
-    d = []
-    for p in f:  # DER bytes: axTLS takes data, not file names
-        with open(p, "rb") as fh:
-            d.append(fh.read())
-    ctx.load_cert_chain(d[0], d[1])
+    context = mod.SSLContext(mod.PROTOCOL_TLS_CLIENT)
+    der = []
+    for key in ("cert_file", "key_file", "ca_file"):  # DER bytes: axTLS takes data, not names
+        with open(config[key], "rb") as f:
+            der.append(f.read())
+    context.load_cert_chain(der[0], der[1])
     try:
-        ca = d[2]
         try:
-            ctx.load_verify_locations(cadata=ca)
+            context.load_verify_locations(cadata=der[2])
         except TypeError:  # tls.SSLContext takes it positionally
-            ctx.load_verify_locations(ca)
-        ctx.verify_mode = mod.CERT_REQUIRED
+            context.load_verify_locations(der[2])
+        context.verify_mode = mod.CERT_REQUIRED
     except AttributeError:
         log("tls: this port cannot verify the server certificate")
-    return ctx
+    return context
 
 
-def build(path="config.json", clock=None, tls=None):
-    """Read config.json and wire the board's modules into a ready smslink.Device."""
+def build(path="config.json", clock=None, tls=None, root="", reset=None):
+    """Read config.json and wire the board's modules into a ready smslink.Device.
+
+    root: folder of the app modules and the update journal ("" on the board).
+    reset: what restarts the board (machine.reset unless given).
+    """
+    import os
     import random
 
     import machine
@@ -76,16 +79,34 @@ def build(path="config.json", clock=None, tls=None):
     import smslink
     from umqtt.simple import MQTTClient
 
-    import app
-
     if clock is None:
         import time as clock
+    if reset is None:
+        reset = machine.reset
     with open(path) as f:
-        cfg = load_config(f.read())
-    ctx = tls_context(cfg, tls)
+        config = load_config(f.read())
+    context = tls_context(config, tls)
+    try:
+        os.stat(root + smslink.JOURNAL)
+        trial = True  # an update was under way: smstrial repairs and judges it
+    except OSError:
+        trial = False
+    if trial:
+        import smstrial
+
+        handle = smstrial.boot(root, reset, print)  # it unloads itself
+    else:
+        import app
+
+        handle = app.handle
 
     def rand():
         return random.getrandbits(30)  # the ESP8266 seeds it from its hardware RNG
 
-    return smslink.Device(cfg, app.handle, MQTTClient, network.WLAN(network.STA_IF), clock,
-                          ntptime, ctx, machine.WDT, rand, machine.unique_id())  # fmt: skip
+    device = smslink.Device(
+        config=config, handle=handle, mqtt=MQTTClient, wlan=network.WLAN(network.STA_IF),
+        clock=clock, ntp=ntptime, ssl=context, wdt=machine.WDT, rand=rand,
+        uid=machine.unique_id(), reset=reset, root=root,
+    )  # fmt: skip
+    device.job = b""  # after connecting, ask AWS IoT Jobs for an update queued while away
+    return device

@@ -1,6 +1,7 @@
 # The device's I/O loop: Wi-Fi, clock, one MQTT session, watchdog. Every
 # dependency is passed in, so tests and the host swap in fakes; smsboot wires
-# the board's real modules.
+# the board's real modules. Over-the-air updates live in smsota, imported only
+# while a job runs.
 import gc
 
 import smscore
@@ -13,30 +14,39 @@ except ImportError:  # CPython
         return x
 
 
-FIRMWARE = "1.0.0"
+FIRMWARE = "1.1.0"
+JOURNAL = "ota.json"  # the update journal, beside the app; present only while an update runs
 _WIFI_TIMEOUT_MS = const(20000)
 _NTP_EVERY_MS = const(86400000)  # re-sync daily: the ESP8266's RTC drifts
-SLICE_MS = const(500)  # longest sleep without feeding the watchdog (ESP8266: fixed ~3 s)
+# umqtt.simple's connect(timeout=): a stalled TCP or TLS handshake gives up
+# instead of hanging before the watchdog is armed.
+_CONNECT_TIMEOUT_S = const(20)
+_SLICE_MS = const(500)  # longest sleep without feeding the watchdog (ESP8266: fixed ~3 s)
 
 
 class Device:
     """Keep one MQTT session to AWS IoT alive and route inbound SMS to the app.
 
+    Keyword arguments only:
+    config: the parsed config.json (smsboot.load_config).
+    handle: the app's handle(message) -> None, str or {"Body", "MediaUrl"}.
     mqtt: factory with umqtt.simple.MQTTClient's signature
         (client_id, server, port=0, user=None, password=None, keepalive=0, ssl=None).
-    handle: the app's handle(message) -> None, str or {"Body", "MediaUrl"}.
     wlan: object like network.WLAN(network.STA_IF).
-    clock: object like MicroPython's time (ticks_ms, ticks_diff, sleep_ms).
+    clock: object like MicroPython's time (ticks_ms, ticks_add, ticks_diff, sleep_ms).
     ntp: object like ntptime (settime()), or None to skip clock setting.
     ssl: SSLContext handed to the client, or None for plain MQTT.
     wdt: factory like machine.WDT, armed after the first MQTT connection, or None.
     rand: callable returning a random non-negative int (jitter, boot id).
     uid: bytes identifying the board (machine.unique_id()).
+    reset: callable restarting the board (machine.reset), used by updates.
+    root: folder holding the app modules ("" on the board: the working directory).
     """
 
-    def __init__(self, cfg, handle, mqtt, wlan, clock, ntp=None, ssl=None, wdt=None,
-                 rand=None, uid=b"", keepalive=60, poll_ms=100, log=print):  # fmt: skip
-        self.cfg = cfg
+    def __init__(self, *, config, handle, mqtt, wlan, clock, ntp=None, ssl=None, wdt=None,
+                 rand=None, uid=b"", keepalive=60, poll_ms=100, log=print, reset=None,
+                 root=""):  # fmt: skip
+        self.config = config
         self.handle = handle
         self.mqtt = mqtt
         self.wlan = wlan
@@ -49,33 +59,39 @@ class Device:
         self.keepalive = keepalive
         self.poll_ms = poll_ms
         self.log = log
-        t = cfg["thing"]
-        base = cfg["topic_prefix"] + "/" + t + "/"  # topics are bytes for umqtt
-        self.t_in = (base + "inbound").encode()
-        self.t_out = (base + "outbound").encode()
-        self.t_shadow = ("$aws/things/" + t + "/shadow/update").encode()
+        self.reset = reset
+        self.root = root
+        thing = config["thing"]
+        base = config["topic_prefix"] + "/" + thing + "/"  # topics are bytes for umqtt
+        self.topic_in = (base + "inbound").encode()
+        self.topic_out = (base + "outbound").encode()
+        self.topic_shadow = ("$aws/things/" + thing + "/shadow/update").encode()
         # Device-originated Ids: thing, board, boot and a counter make them unique.
-        h = ""
-        for b in uid:
-            h += "%02x" % b
-        self.id_prefix = "%s-%s-%08x-" % (t, h, self.rand() & 0xFFFFFFFF)
+        board_hex = ""
+        for byte in uid:
+            board_hex += "%02x" % byte
+        self.id_prefix = "%s-%s-%08x-" % (thing, board_hex, self.rand() & 0xFFFFFFFF)
         self.seq = 1
-        self.boot = cfg["boot_message"]  # None once sent
-        self.c = None
+        self.boot = config["boot_message"]  # None once sent
+        self.client = None
         self.fails = 0
         self.halt = False
         self.dropped = 0
         self.up_ms = 0
-        self.t_ntp = None  # never synced
+        self.ntp_at = None  # never synced
+        # Pending update work for smsota: a notify-next payload, b"" to ask for
+        # the next job, or None. job_at: when smsota wants to run again (probation).
+        self.job = None
+        self.job_at = None
         now = clock.ticks_ms()
-        self.t_up = self.t_ping = self.t_report = now
+        self.up_at = self.ping_at = self.report_at = now
 
     def run(self, max_iter=0):
         """Loop until stop() or max_iter iterations (0: forever); network errors never escape."""
         self.halt = False
-        n = 0
-        while not self.halt and (max_iter <= 0 or n < max_iter):
-            n += 1
+        done = 0
+        while not self.halt and (max_iter <= 0 or done < max_iter):
+            done += 1
             self.step()
         if self.halt:
             self.close()
@@ -86,44 +102,46 @@ class Device:
 
     def close(self, graceful=True):
         """Drop the MQTT session: DISCONNECT if graceful, else just close the socket."""
-        c, self.c = self.c, None
-        if c is None:
-            return
-        s = None if graceful else getattr(c, "sock", None)
+        client, self.client = self.client, None
         try:
-            if s is None:
-                c.disconnect()
+            if graceful or not hasattr(client, "sock"):
+                client.disconnect()
             else:
-                s.close()  # the stream is suspect: no DISCONNECT packet
-        except (OSError, AttributeError):  # already broken or never opened
+                client.sock.close()  # the stream is suspect: no DISCONNECT packet
+        except (OSError, AttributeError):  # already broken, never opened, or no client
             pass
 
     def step(self):
-        """One iteration: (re)connect if needed, take one message, keep-alive and shadow."""
+        """One iteration: (re)connect if needed, take one message, keep-alive, shadow, updates."""
         self._feed()
         clock = self.clock
         now = clock.ticks_ms()
-        self.up_ms += clock.ticks_diff(now, self.t_up)  # ticks wrap; accumulate deltas
-        self.t_up = now
+        self.up_ms += clock.ticks_diff(now, self.up_at)  # ticks wrap; accumulate deltas
+        self.up_at = now
         try:
-            if self.c is None:
+            if self.client is None:
                 self._connect()
             elif not self.wlan.isconnected():
                 raise OSError(113)  # EHOSTUNREACH: Wi-Fi lost, do not wait for TCP to notice
-            got = self.c.check_msg()
+            due = self.job_at
+            if self.job is not None or (due is not None and clock.ticks_diff(now, due) >= 0):
+                # Update code is loaded only for update work; smsota unloads itself.
+                # Before taking a message: a new app's trial starts first.
+                __import__("smsota").run(self)
+            got = self.client.check_msg()
             now = clock.ticks_ms()
-            if clock.ticks_diff(now, self.t_ping) >= self.keepalive * 500:
-                self.c.ping()  # at half the keep-alive; the broker allows 1.5 times
-                self.t_ping = now
-            if clock.ticks_diff(now, self.t_report) >= self.cfg["shadow_interval_s"] * 1000:
+            if clock.ticks_diff(now, self.ping_at) >= self.keepalive * 500:
+                self.client.ping()  # at half the keep-alive; the broker allows 1.5 times
+                self.ping_at = now
+            if clock.ticks_diff(now, self.report_at) >= self.config["shadow_interval_s"] * 1000:
                 self._report(now)
-        except Exception as e:  # umqtt raises OSError, MQTTException, AssertionError...
+        except Exception as error:  # umqtt raises OSError, MQTTException, AssertionError...
             self.close(False)
-            d = smscore.backoff_ms(self.fails, self.rand())
+            delay = smscore.backoff_ms(self.fails, self.rand())
             self.fails += 1
-            a = e.args[0] if e.args else ""
-            self.log("net: %s %s, retry in %d ms" % (type(e).__name__, a, d))
-            self._sleep(d)
+            code = error.args[0] if error.args else ""
+            self.log("net: %s %s, retry in %d ms" % (type(error).__name__, code, delay))
+            self._sleep(delay)
             return
         if got is None:
             clock.sleep_ms(self.poll_ms)
@@ -133,7 +151,8 @@ class Device:
         if msg_id is None:
             msg_id = self.id_prefix + str(self.seq)
             self.seq += 1
-        self.c.publish(self.t_out, smscore.outgoing(msg_id, to, body, media_url), False, qos)
+        outgoing = smscore.outgoing(msg_id, to, body, media_url)
+        self.client.publish(self.topic_out, outgoing, False, qos)
         return msg_id
 
     def _on_msg(self, topic, raw):
@@ -141,79 +160,89 @@ class Device:
         # after it returns. The reply is published QoS 0 first, so on the same
         # TCP stream the broker sees the reply before the ack: a drop in between
         # means redelivery, and the reply Id (from the inbound Id) deduplicates.
-        if topic != self.t_in:
+        if topic != self.topic_in:
+            if topic.endswith(b"/jobs/notify-next"):  # the only such topic we subscribe
+                self.job = raw  # handled by step(), outside umqtt's callback
             return
         try:
-            m = smscore.parse_inbound(raw)
-            out = smscore.reply_for(m, self.handle(m))
-        except Exception as e:  # bad input or a failing app must not stop the loop
+            message = smscore.parse_inbound(raw)
+            reply = smscore.reply_for(message, self.handle(message))
+        except Exception as error:  # bad input or a failing app must not stop the loop
             self.dropped += 1
-            r = e.args[0] if isinstance(e, smscore.Drop) else "app " + type(e).__name__
-            self.log("drop: " + r)
+            if isinstance(error, smscore.Drop):
+                reason = error.args[0]
+            else:
+                reason = "app " + type(error).__name__
+            self.log("drop: " + reason)
             return
-        if out is not None:
-            self.c.publish(self.t_out, out)  # network errors escape: no ack, redelivery
+        if reply is not None:
+            self.client.publish(self.topic_out, reply)  # network errors escape: no ack
 
     def _connect(self):
         gc.collect()  # TLS wants large contiguous blocks
         clock = self.clock
-        w = self.wlan
-        if not w.isconnected():
-            w.active(True)
-            w.connect(self.cfg["wifi_ssid"], self.cfg["wifi_password"])
-            t = clock.ticks_ms()
-            while not w.isconnected():
-                if self.halt or clock.ticks_diff(clock.ticks_ms(), t) > _WIFI_TIMEOUT_MS:
+        wlan = self.wlan
+        config = self.config
+        if not wlan.isconnected():
+            wlan.active(True)
+            wlan.connect(config["wifi_ssid"], config["wifi_password"])
+            started = clock.ticks_ms()
+            while not wlan.isconnected():
+                if self.halt or clock.ticks_diff(clock.ticks_ms(), started) > _WIFI_TIMEOUT_MS:
                     raise OSError(110)  # ETIMEDOUT: back off, then try again
                 self._sleep(200)
         now = clock.ticks_ms()
-        if self.ntp and (self.t_ntp is None or clock.ticks_diff(now, self.t_ntp) >= _NTP_EVERY_MS):
+        if self.ntp and (
+            self.ntp_at is None or clock.ticks_diff(now, self.ntp_at) >= _NTP_EVERY_MS
+        ):
             try:
                 self.ntp.settime()
-                self.t_ntp = now
+                self.ntp_at = now
             except OSError:
-                if self.t_ntp is None:
+                if self.ntp_at is None:
                     raise  # TLS needs the time once; a later failed re-sync is harmless
                 self.log("ntp: re-sync failed")
-        cfg = self.cfg
-        c = self.mqtt(cfg["thing"], cfg["endpoint"], cfg["port"], None, None, self.keepalive,
-                      self.ssl)  # fmt: skip
-        c.set_callback(self._on_msg)
-        self.c = c  # before connect, so a failure closes a half-open socket
+        client = self.mqtt(config["thing"], config["endpoint"], config["port"], None, None,
+                           self.keepalive, self.ssl)  # fmt: skip
+        client.set_callback(self._on_msg)
+        self.client = client  # before connect, so a failure closes a half-open socket
         self._feed()
-        present = c.connect(False)  # persistent session: QoS 1 messages wait for us
+        # Persistent session: QoS 1 messages wait for us.
+        present = client.connect(False, _CONNECT_TIMEOUT_S)
         self._feed()
         # Subscribing again is harmless when the session survived, needed when it expired.
-        c.subscribe(self.t_in, 1)
+        client.subscribe(self.topic_in, 1)
+        client.subscribe(("$aws/things/" + config["thing"] + "/jobs/notify-next").encode(), 1)
         self.fails = 0
-        self.t_ping = clock.ticks_ms()
+        self.ping_at = clock.ticks_ms()
         self.log("mqtt: connected, session " + ("resumed" if present else "new"))
         if self.wdt is None and self.wdt_factory is not None:
             # Armed only once a connection worked: a board whose TLS handshake is
             # slower than the ESP8266's fixed timeout then still boots and serves.
             self.wdt = self.wdt_factory()
-        bm = self.boot
-        if bm is not None:  # QoS 1 and a fixed Id: a retry after a drop dedups
-            self.send(bm["To"], bm["Body"], None, 1, self.id_prefix + "0")
+        boot_message = self.boot
+        if boot_message is not None:  # QoS 1 and a fixed Id: a retry after a drop dedups
+            self.send(boot_message["To"], boot_message["Body"], None, 1, self.id_prefix + "0")
             self.boot = None
         self._report(clock.ticks_ms())
 
     def _report(self, now):
-        self.t_report = now
+        self.report_at = now
         try:
             rssi = self.wlan.status("rssi")
         except (OSError, ValueError, TypeError):  # not every port reports it
             rssi = None
         free = gc.mem_free() if hasattr(gc, "mem_free") else None  # None under CPython
-        msg = smscore.shadow(FIRMWARE, free, rssi, self.up_ms // 1000)
-        self.c.publish(self.t_shadow, msg)
+        self.client.publish(
+            self.topic_shadow, smscore.shadow(FIRMWARE, free, rssi, self.up_ms // 1000)
+        )
 
     def _sleep(self, ms):
         while ms > 0 and not self.halt:
             self._feed()
-            t = SLICE_MS if ms > SLICE_MS else ms
-            self.clock.sleep_ms(t)
-            ms -= t
+            chunk = _SLICE_MS if ms > _SLICE_MS else ms
+            self.clock.sleep_ms(chunk)
+            ms -= chunk
 
     def _feed(self):
         if self.wdt is not None:

@@ -6,7 +6,6 @@ DescribeCertificate); every failure becomes a `ToolError` that names the fix.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +19,7 @@ from botocore.exceptions import (
     TokenRetrievalError,
 )
 
+import contract
 from device.tool.errors import NoAwsCredentials, NoCertificate, StackNotDeployed, ToolError
 
 REJECTED_CREDENTIALS = frozenset(
@@ -34,16 +34,6 @@ REJECTED_CREDENTIALS = frozenset(
     }
 )
 NOT_DEPLOYED_STATUSES = frozenset({"ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_COMPLETE"})
-
-
-def certificate_output_name(thing: str) -> str:
-    """Name of the stack output holding `thing`'s certificate id.
-
-    Output names allow letters and digits only: `dev-reverser` -> `CertificateDevReverser`.
-    The stack uses the same rule (`stacks/device_fleet.py`; a test keeps the two equal).
-    """
-    parts = [p for p in re.split(r"[^A-Za-z0-9]+", thing) if p]
-    return "Certificate" + "".join(p[:1].upper() + p[1:] for p in parts)
 
 
 @dataclass(frozen=True)
@@ -102,13 +92,13 @@ def fetch_device(
                 f"Stack {stack_name} in {region} is {status}: run `{deploy}` and wait for it."
             )
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-        things = outputs.get("ThingNames", "").split(",")
-        if thing not in things:
+        thing_names = outputs.get(contract.THING_NAMES_OUTPUT, "")
+        if thing not in thing_names.split(","):
             raise StackNotDeployed(
                 f"Thing {thing!r} is not in the deployed stack {stack_name} (it has "
-                f"{outputs.get('ThingNames', 'none')}): run `{deploy}` after adding it."
+                f"{thing_names or 'none'}): run `{deploy}` after adding it."
             )
-        certificate_id = outputs.get(certificate_output_name(thing))
+        certificate_id = outputs.get(contract.certificate_output_name(thing))
         if not certificate_id:
             raise NoCertificate(
                 f"Device {thing!r} has no certificate in {stack_name}: run "
@@ -131,5 +121,5 @@ def fetch_device(
         endpoint=endpoint,
         certificate_id=certificate_id,
         certificate_pem=certificate["certificatePem"],
-        topic_prefix=outputs.get("TopicPrefix", "sms"),
+        topic_prefix=outputs.get(contract.TOPIC_PREFIX_OUTPUT, contract.DEFAULT_TOPIC_PREFIX),
     )

@@ -16,11 +16,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+import contract
 from device.tool.errors import NoCertificate, UsageError
 
 KEY_SIZE = 2048  # what the ESP8266's axTLS handles; AWS IoT accepts 2048 and up
 KEY_FILE = "device.key.pem"
-CSR_FILE = "device.csr.pem"
+CSR_FILE = contract.CSR_FILE
 PRIVATE_MODE = 0o600
 DIRECTORY_MODE = 0o700
 

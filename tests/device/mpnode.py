@@ -15,6 +15,7 @@ MPDIR = Path(__file__).resolve().parent / "mp"
 DRIVER = Path(__file__).resolve().parent / "runmp.mjs"
 PORT_PKG = ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
 BOARD_FILES = sorted(p.name for p in BOARD.glob("*.py"))
+MANIFEST = BOARD.parent / "manifest.py"  # the firmware as a package, for the freezer and mip
 # Flags for the .mpy files copied to the board: -O3 drops line numbers (and
 # asserts, which the board code has none of) and saves ~300 bytes of RAM. The
 # WebAssembly measurements use the same level without -march: bytecode is portable.
@@ -43,6 +44,18 @@ def compile_board(dest: Path, *flags: str) -> dict[str, bytes]:
         if res.returncode != 0:
             raise RuntimeError(f"mpy-cross {name}: {res.stderr}")
         files["/board/" + out.name] = out.read_bytes()
+    return files
+
+
+def compile_apps(dest: Path, *flags: str) -> dict[str, bytes]:
+    """The update cases' apps (mp/apps/*.py and the board's app.py) as /t/apps/NAME.mpy."""
+    files = {}
+    for src in (*sorted((MPDIR / "apps").glob("*.py")), BOARD / "app.py"):
+        out = dest / (src.stem + ".mpy")
+        res = mpy_cross(src, out, *MPY_OPT, *flags)
+        if res.returncode != 0:
+            raise RuntimeError(f"mpy-cross {src.name}: {res.stderr}")
+        files["/t/apps/" + out.name] = out.read_bytes()
     return files
 
 

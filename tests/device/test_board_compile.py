@@ -12,8 +12,8 @@ from tests.device.conftest import BOARD, BOARD_FILES, MPY_OPT, mpy_cross
 # What ESP8266_GENERIC offers (built in or frozen) plus the firmware's own modules.
 ALLOWED_IMPORTS = {
     "gc", "json", "sys", "time", "random", "micropython", "machine", "network", "ntptime",
-    "ssl", "tls", "umqtt.simple",
-    "app", "smsboot", "smscore", "smslink", "smstext",
+    "ssl", "tls", "umqtt.simple", "os", "hashlib", "binascii",
+    "app", "smsboot", "smscore", "smslink", "smsota", "smstext", "smstrial",
 }  # fmt: skip
 
 

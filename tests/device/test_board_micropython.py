@@ -15,8 +15,17 @@ from tests.device.conftest import case_names
 
 
 @pytest.fixture(scope="module")
-def results(wasm: None, board_mpy: dict[str, bytes]) -> dict[str, dict[str, Any]]:
+def apps_mpy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """The apps the update cases deliver, compiled like the board's (/t/apps/NAME.mpy)."""
+    return mpnode.compile_apps(tmp_path_factory.mktemp("apps"))
+
+
+@pytest.fixture(scope="module")
+def results(
+    wasm: None, board_mpy: dict[str, bytes], apps_mpy: dict[str, bytes]
+) -> dict[str, dict[str, Any]]:
     files = {**board_mpy, **mpnode.tree(mpnode.BOARD, "/board"), **mpnode.tree(mpnode.MPDIR, "/t")}
+    files.update(apps_mpy)
     # the .py copies of the modules would shadow nothing: .py wins over .mpy in
     # MicroPython's import, so drop them and keep main.py (the cases exec it)
     files = {k: v for k, v in files.items() if not k.endswith(".py") or not k.startswith(

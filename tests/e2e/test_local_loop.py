@@ -18,8 +18,10 @@ import pytest
 
 from loop.certs import tls_context
 from loop.device_host import board_app
-from loop.local_loop import LOAD_CAPS, SENDER_PHONE, LocalLoop
+from loop.local_loop import LOAD_CAPS, LocalLoop
+from loop.twilio_webhook import SENDER_PHONE
 from loop.umqtt_host import MQTTClient
+from tests.doubles.twilio_faults import FaultProxy
 
 pytestmark = pytest.mark.e2e
 THING = "dev-reverser"
@@ -27,13 +29,20 @@ THING = "dev-reverser"
 
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalLoop]:
+    work = Path(tmp_path_factory.mktemp("loop"))
     with LocalLoop(
-        Path(tmp_path_factory.mktemp("loop")), retry_delay_s=0.05, settings=LOAD_CAPS
+        work, retry_delay_s=0.05, twilio_proxy=FaultProxy, settings=LOAD_CAPS
     ) as running:
         # The reply window: until the receive Lambda records contacts (issue 11's inbound
         # half), the person's texting is recorded here.
         running.remember_contact(SENDER_PHONE, thing=THING)
         yield running
+
+
+def faults(loop: LocalLoop) -> FaultProxy:
+    """The loop's mock Twilio, which injects failures in these tests."""
+    assert isinstance(loop.twilio, FaultProxy)
+    return loop.twilio
 
 
 def reverse(text: str) -> str:
@@ -46,7 +55,7 @@ def reverse(text: str) -> str:
 def replies_to(loop: LocalLoop, bodies: set[str]) -> list[dict[str, str]]:
     """Messages Twilio accepted whose body answers one of `bodies`."""
     wanted = {reverse(body) for body in bodies}
-    return [m for m in loop.sent_messages() if m.get("Body") in wanted]
+    return [m for m in loop.twilio.sent_messages() if m.get("Body") in wanted]
 
 
 def tag() -> str:
@@ -68,12 +77,12 @@ def test_sms_comes_back_reversed_from_the_bound_number(loop: LocalLoop) -> None:
 
 
 def test_classic_sentence_reverses_exactly(loop: LocalLoop) -> None:
-    sent_before = len(loop.sent_messages())
+    sent_before = len(loop.twilio.sent_messages())
     assert (
         loop.text("Oozy rat in a sanitary zoo.", message_sid="SM" + uuid.uuid4().hex).status == 200
     )
-    assert loop.wait_for(lambda: len(loop.sent_messages()) > sent_before)
-    bodies = [m["Body"] for m in loop.sent_messages()[sent_before:]]
+    assert loop.wait_for(lambda: len(loop.twilio.sent_messages()) > sent_before)
+    bodies = [m["Body"] for m in loop.twilio.sent_messages()[sent_before:]]
     assert ".ooz yratinas a ni tar yzoO" in bodies
 
 
@@ -111,15 +120,15 @@ def test_unicode_and_emoji_arrive_byte_exact_and_come_back(loop: LocalLoop, text
 
 def test_forged_webhook_is_refused_and_delivers_nothing(loop: LocalLoop) -> None:
     body = f"forged {tag()}"
-    form = loop.webhook_form(body)
+    form = loop.twilio_webhook.form(body, to=loop.number_of())
     published = len(loop.published)
-    response = loop.post_webhook(form, signature="bm90IGEgc2lnbmF0dXJl")
+    response = loop.twilio_webhook.post(form, signature="bm90IGEgc2lnbmF0dXJl")
     assert response.status == 403
-    unsigned = loop.post_webhook(form, signature="")
+    unsigned = loop.twilio_webhook.post(form, signature="")
     assert unsigned.status == 403
-    tampered = loop.post_webhook(
+    tampered = loop.twilio_webhook.post(
         [(k, "+15559999999" if k == "From" else v) for k, v in form],
-        signature=loop.signature(form),
+        signature=loop.twilio_webhook.signature(form),
     )
     assert tampered.status == 403
     # A genuine message afterwards proves the pipe was open while the forgeries were refused.
@@ -133,9 +142,9 @@ def test_forged_webhook_is_refused_and_delivers_nothing(loop: LocalLoop) -> None
 
 def test_the_same_webhook_twice_reaches_the_device_once(loop: LocalLoop) -> None:
     body = f"twice {tag()}"
-    form = loop.webhook_form(body)
-    assert loop.post_webhook(form).status == 200
-    assert loop.post_webhook(form).status == 200
+    form = loop.twilio_webhook.form(body, to=loop.number_of())
+    assert loop.twilio_webhook.post(form).status == 200
+    assert loop.twilio_webhook.post(form).status == 200
     assert loop.wait_for(lambda: replies_to(loop, {body}))
     assert [m["Body"] for m in loop.received[THING]].count(body) == 1
     assert len(replies_to(loop, {body})) == 1
@@ -163,7 +172,7 @@ def test_offline_device_gets_all_100_messages_in_order_once(loop: LocalLoop) -> 
 def test_twilio_failing_lands_the_reply_in_the_dead_letter_queue(loop: LocalLoop) -> None:
     body = f"twilio down {tag()}"
     attempts = 1 + loop.router.retry_attempts
-    loop.twilio.plan(*["500"] * attempts)
+    faults(loop).plan(*["500"] * attempts)
     dead_before = len(loop.dead_letters())
     assert loop.text(body).status == 200
     assert loop.wait_for(lambda: len(loop.dead_letters()) > dead_before, timeout=30)
@@ -175,13 +184,13 @@ def test_twilio_failing_lands_the_reply_in_the_dead_letter_queue(loop: LocalLoop
     assert record["requestPayload"]["thing"] == THING
     assert record["requestPayload"]["To"] == SENDER_PHONE
     assert not replies_to(loop, {body})  # nothing sent, nothing lost: it waits in the queue
-    failed = [r for r in loop.twilio_requests() if r.fault == "500"]
+    failed = [r for r in loop.twilio.message_requests() if r.fault == "500"]
     assert len(failed) == attempts
 
 
 def test_a_transient_twilio_error_is_retried_and_sent_once(loop: LocalLoop) -> None:
     body = f"retry {tag()}"
-    loop.twilio.plan("429")
+    faults(loop).plan("429")
     assert loop.text(body).status == 200
     assert loop.wait_for(lambda: replies_to(loop, {body}), timeout=30)
     assert len(replies_to(loop, {body})) == 1

@@ -19,15 +19,15 @@ from typing import Any
 import boto3
 import pytest
 
+import contract
 from loop.aws_local import CREDENTIALS, REGION, find_by_path
 from loop.certs import tls_context
 from loop.device_host import board_app
 from loop.local_loop import LocalLoop
+from loop.twilio_proxy import MessageRequest
 from loop.umqtt_host import MQTTClient
-from tests.send import scenarios  # puts lambdas/send on sys.path
+from tests.doubles.twilio_faults import FaultProxy
 from tools.redrive import Redrive
-
-from outbound_policy import DAY_ATTRIBUTE, counter_key  # isort: skip
 
 pytestmark = pytest.mark.e2e
 ALICE = "dev-reverser"
@@ -36,14 +36,26 @@ CAROL = "dev-chatty"  # the per-minute cap's own device: other tests' sends do n
 DAVE = "dev-redrive"  # the redrive's (its retries count against its caps)
 DEVICES = {ALICE: "+15555550100", BOB: "+15555550101", CAROL: "+15555550102", DAVE: "+15555550103"}
 PERSON = "+15551234567"
-assert scenarios.RECIPIENT == PERSON
 
 
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalLoop]:
     work = Path(tmp_path_factory.mktemp("attacks"))
-    with LocalLoop(work, retry_delay_s=0.05, settings={"devices": DEVICES}) as running:
+    with LocalLoop(
+        work, retry_delay_s=0.05, twilio_proxy=FaultProxy, settings={"devices": DEVICES}
+    ) as running:
         yield running
+
+
+def faults(loop: LocalLoop) -> FaultProxy:
+    """The loop's mock Twilio, which injects failures in these tests."""
+    assert isinstance(loop.twilio, FaultProxy)
+    return loop.twilio
+
+
+def twilio_requests(loop: LocalLoop) -> list[MessageRequest]:
+    """Every Messages create the mock Twilio answered, in order."""
+    return loop.twilio.message_requests()
 
 
 def tag() -> str:
@@ -85,16 +97,16 @@ def metric_points(loop: LocalLoop, name: str) -> list[dict[str, Any]]:
 
 
 def bodies_sent(loop: LocalLoop, prefix: str) -> list[dict[str, str]]:
-    return [m for m in loop.sent_messages() if m.get("Body", "").startswith(prefix)]
+    return [m for m in loop.twilio.sent_messages() if m.get("Body", "").startswith(prefix)]
 
 
 def twilio_requests_for(loop: LocalLoop, prefix: str) -> int:
-    return sum(1 for r in loop.twilio_requests() if r.form.get("Body", [""])[0].startswith(prefix))
+    return sum(1 for r in twilio_requests(loop) if r.form.get("Body", [""])[0].startswith(prefix))
 
 
 def test_toll_fraud_100_messages_to_premium_and_fleet_numbers_none_sent(loop: LocalLoop) -> None:
     batch = tag()
-    loop.twilio.plan()
+    faults(loop).plan()
     destinations = ["+19005550{:03d}", "+88216{:07d}", "+2348012{:06d}"]
     messages = [
         {"Id": f"fraud-{batch}-{n:03d}", "To": destinations[n % 3].format(n), "Body": f"f {batch}"}
@@ -120,7 +132,7 @@ def test_two_devices_cannot_text_each_other_in_a_loop(loop: LocalLoop) -> None:
     """Bob's number texts Alice (as an SMS from Bob would arrive): Alice's answer to a
     fleet number is refused, so the ping-pong stops at the first reply."""
     body = f"ping {tag()}"
-    loop.twilio.plan()
+    faults(loop).plan()
     loop.remember_contact(DEVICES[BOB], thing=ALICE)  # Bob did text Alice
     assert loop.text(body, to=DEVICES[ALICE], sender=DEVICES[BOB]).status == 200
     reply = board_app().handle({"Body": body, "Media": []})
@@ -129,7 +141,7 @@ def test_two_devices_cannot_text_each_other_in_a_loop(loop: LocalLoop) -> None:
     )
     [record] = [r for r in loop.refused() if r["requestPayload"].get("Body") == reply]
     assert record["responsePayload"]["reason"] == "fleet-number"
-    assert loop.twilio_requests() == []
+    assert twilio_requests(loop) == []
     assert not any(m["Body"] == reply for m in loop.received.get(BOB, []))
 
 
@@ -141,7 +153,7 @@ def wait_for_fresh_minute() -> None:
 
 def test_per_minute_cap_sends_10_of_12(loop: LocalLoop) -> None:
     batch = tag()
-    loop.twilio.plan()
+    faults(loop).plan()
     loop.remember_contact(PERSON, thing=CAROL)
     wait_for_fresh_minute()
     publish_as(
@@ -156,12 +168,15 @@ def test_per_minute_cap_sends_10_of_12(loop: LocalLoop) -> None:
 
 def test_per_day_cap(loop: LocalLoop) -> None:
     batch = tag()
-    loop.twilio.plan()
+    faults(loop).plan()
     loop.remember_contact(PERSON, thing=BOB)
     # 199 sends already today (the counter item the send Lambda keeps).
     loop.moto.client("dynamodb").put_item(
         TableName=loop.aws.refs[loop.contacts_table],
-        Item={"pk": {"S": counter_key(BOB, time.time())}, DAY_ATTRIBUTE: {"N": "199"}},
+        Item={
+            contract.CONTACT_KEY_ATTRIBUTE: {"S": contract.send_counter_key(BOB, time.time())},
+            contract.SEND_COUNTER_DAY_ATTRIBUTE: {"N": "199"},
+        },
     )
     publish_as(loop, BOB, [{"Id": f"day-{batch}-0", "To": PERSON, "Body": f"d {batch} 0"}])
     assert loop.wait_for(lambda: len(bodies_sent(loop, f"d {batch}")) == 1, timeout=30)
@@ -173,7 +188,7 @@ def test_per_day_cap(loop: LocalLoop) -> None:
 
 def test_stop_then_reply_is_not_sent_and_21610_does_not_alarm(loop: LocalLoop) -> None:
     stopper, late = "+15557000001", "+15557000002"
-    loop.twilio.plan()
+    faults(loop).plan()
     dead_before = len(loop.dead_letters())
     opted_before = len(metric_points(loop, "RecipientOptedOut"))
     # STOP recorded by the receive side: the device's reply is not even attempted.
@@ -181,19 +196,20 @@ def test_stop_then_reply_is_not_sent_and_21610_does_not_alarm(loop: LocalLoop) -
     publish_as(loop, ALICE, [{"Id": f"stop-{tag()}", "To": stopper, "Body": "after stop"}])
     # STOP Twilio knows of but the table does not: Twilio answers 21610.
     loop.remember_contact(late, thing=ALICE)
-    loop.twilio.plan("21610")
+    faults(loop).plan("21610")
     publish_as(loop, ALICE, [{"Id": f"stop-{tag()}", "To": late, "Body": "after stop 2"}])
     assert loop.wait_for(
         lambda: len(metric_points(loop, "RecipientOptedOut")) == opted_before + 2, timeout=30
     )
-    requests = loop.twilio_requests()
+    requests = twilio_requests(loop)
     assert [r.form["To"][0] for r in requests] == [late]
     assert [r.status for r in requests] == [400]
     assert len(loop.dead_letters()) == dead_before  # no alarm: nothing dead-lettered
     item = loop.moto.client("dynamodb").get_item(
-        TableName=loop.aws.refs[loop.contacts_table], Key={"pk": {"S": f"{ALICE}#{late}"}}
+        TableName=loop.aws.refs[loop.contacts_table],
+        Key={contract.CONTACT_KEY_ATTRIBUTE: {"S": contract.contact_key(ALICE, late)}},
     )["Item"]
-    assert item["opted_out"] == {"BOOL": True}  # the next reply is not attempted
+    assert item[contract.OPTED_OUT_ATTRIBUTE] == {"BOOL": True}  # the next reply is not attempted
 
 
 def test_401_then_success_with_the_rotated_token(loop: LocalLoop) -> None:
@@ -208,13 +224,13 @@ def test_401_then_success_with_the_rotated_token(loop: LocalLoop) -> None:
     # Rotation under way: Twilio already answers 401 to the token the Lambda has cached.
     secrets.put_secret_value(
         SecretId=secret_name,
-        SecretString=json.dumps({**current, "secondary_auth_token": "promoted-token"}),
+        SecretString=json.dumps({**current, contract.SECONDARY_AUTH_TOKEN_KEY: "promoted-token"}),
     )
     loop.remember_contact(PERSON, thing=ALICE)
-    loop.twilio.plan("401")
+    faults(loop).plan("401")
     publish_as(loop, ALICE, [{"Id": f"rot-{tag()}", "To": PERSON, "Body": body}])
     assert loop.wait_for(lambda: bodies_sent(loop, body), timeout=30)
-    assert [r.status for r in loop.twilio_requests()] == [401, 201]
+    assert [r.status for r in twilio_requests(loop)] == [401, 201]
     assert len(bodies_sent(loop, body)) == 1
 
 
@@ -269,11 +285,11 @@ def test_redrive_lists_reasons_retries_what_is_worth_it_and_never_sends_twice(
     loop.remember_contact(PERSON, thing=DAVE)
     attempts = 1 + loop.router.retry_attempts
     # 1. Twilio down for all attempts: Lambda's on-failure record (worth retrying).
-    loop.twilio.plan(*["500"] * attempts)
+    faults(loop).plan(*["500"] * attempts)
     publish_as(loop, DAVE, [{"Id": f"down-{batch}", "To": PERSON, "Body": f"r {batch} down"}])
     assert loop.wait_for(lambda: len(loop.dead_letters()) == 1, timeout=30)
     # 2. Twilio accepted, but the answer was lost and the retries could not ask Twilio.
-    loop.twilio.plan("lost-reply", lookups=("503",) * attempts)
+    faults(loop).plan("lost-reply", lookups=("503",) * attempts)
     publish_as(loop, DAVE, [{"Id": f"lost-{batch}", "To": PERSON, "Body": f"r {batch} lost"}])
     assert loop.wait_for(lambda: len(loop.dead_letters()) == 2, timeout=60)
     accepted_lost = len(bodies_sent(loop, f"r {batch} lost"))
@@ -306,7 +322,7 @@ def test_redrive_lists_reasons_retries_what_is_worth_it_and_never_sends_twice(
 
     expire_idempotency_records(loop)  # the redrive comes 24 h+ later
     twilio_accepted = list(loop.twilio.accepted)
-    loop.twilio.plan()
+    faults(loop).plan()
     loop.twilio.accepted.extend(twilio_accepted)  # Twilio still lists what it accepted
     done = redrive.run(dry_run=False)
     assert {o.letter.message_id for o in done if o.action == "redriven"} == {

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from moto import mock_aws
 
+from contract import certificate_output_name
 from device.tool import keys
-from device.tool.cloud import certificate_output_name
 
 ENV = "dev"
 THING = "dev-reverser"

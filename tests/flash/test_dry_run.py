@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from device.tool.cli import main
-from device.tool.plan import BOARD_SOURCES, board_file_set, build_plan, tool_path
+from device.tool.external_tools import tool_path
+from device.tool.plan import BOARD_SOURCES, board_file_set, build_plan
 from tests.flash.conftest import ENV, THING, Deployed, firmware_image
 
 PORT = "/dev/ttyUSB7"

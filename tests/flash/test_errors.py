@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from device.tool import board
-from device.tool.cli import main, wifi_settings
+from device.tool.cli import main
 from device.tool.errors import (
     MissingWifi,
     NoBoardAnswering,
@@ -20,6 +20,7 @@ from device.tool.errors import (
     StackNotDeployed,
     WrongChip,
 )
+from device.tool.wifi import wifi_settings
 from tests.flash.conftest import ENV, THING, Deployed, deploy, firmware_image
 
 
@@ -98,8 +99,7 @@ def test_esptool_reporting_another_chip_is_a_wrong_chip() -> None:
 
 
 def test_esptool_on_a_port_that_does_not_exist_is_a_missing_port() -> None:
-    from device.tool.cli import run
-    from device.tool.plan import tool_path
+    from device.tool.external_tools import run, tool_path
 
     port = "socket://127.0.0.1:9"
     code, output = run([tool_path("esptool"), "--chip", "esp8266", "--port", port, "chip-id"],

@@ -1,5 +1,5 @@
 """A real `flash`, without a board: mpremote talks to the MicroPython WebAssembly port's REPL
-served on a loopback socket (`loop/micropython_repl_server.mjs`), and the result is checked
+served on a loopback socket (`tests/doubles/micropython_repl_server.mjs`), and the result is checked
 file by file on that MicroPython. AWS is moto; umqtt.simple comes from a local mip index.
 """
 
@@ -17,13 +17,13 @@ import pytest
 from mpremote.transport_serial import SerialTransport
 
 from device.tool.cli import main
-from device.tool.plan import tool_path
-from loop.micropython_repl import MicroPythonRepl, available
+from device.tool.external_tools import tool_path
+from tests.doubles.micropython_repl import MicroPythonRepl, available
 from tests.flash.conftest import ENV, THING, Deployed
 
 pytestmark = pytest.mark.skipif(not available(), reason="node or the WebAssembly port missing")
 
-# The exact API the firmware uses; the real package needs internet (see DESIGN.md).
+# The exact API the firmware uses; no registry carries a current copy of the real package.
 FAKE_UMQTT = b"""
 class MQTTException(Exception):
     pass

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import stat
 from pathlib import Path
 
-from device.tool import cli, keys
+from device.tool import flash_steps, keys
 from device.tool.plan import (
     BOARD_SOURCES,
     ROOT_CA_PEM,
@@ -42,7 +41,9 @@ def test_stage_and_compile_produce_the_file_set(tmp_path: Path) -> None:
         "AmazonRootCA1.der": keys.certificate_der(ROOT_CA_PEM.read_text()),
     }
     host_steps = [s for s in build_plan(port="P", stage=stage, files=files) if s.host]
-    cli.execute(host_steps, files, generated, port="P", args=argparse.Namespace())
+    flash_steps.execute(
+        host_steps, flash_steps.FlashJob(files=files, generated=generated, port="P")
+    )
 
     assert sorted(p.name for p in stage.iterdir()) == sorted(f.remote for f in files)
     sources = sorted(p.stem for p in BOARD_SOURCES.glob("*.py") if p.name != "main.py")
@@ -55,5 +56,5 @@ def test_stage_and_compile_produce_the_file_set(tmp_path: Path) -> None:
             assert stat.S_IMODE(f.staged.stat().st_mode) == 0o600, f.remote
     assert (stage / "main.py").read_bytes() == (BOARD_SOURCES / "main.py").read_bytes()
     text = (stage / "config.json").read_text(encoding="utf-8")
-    assert "Olá 👋" in text  # raw UTF-8, never \\u escapes (see DESIGN.md)
+    assert "Olá 👋" in text  # raw UTF-8, never \\u escapes (see docs/contract.md)
     assert json.loads(text) == config

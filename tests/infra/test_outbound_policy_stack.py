@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from stacks.outbound_policy import METRICS_SERVICE, REFUSAL_ALARM_THRESHOLD, REFUSED_METRIC
+import contract
+import send_lambda
+from stacks.outbound_policy import REFUSAL_ALARM_THRESHOLD
 from stacks.settings import SettingsError, parse_environment
 from tests.conftest import ENVIRONMENTS, Synthesized, cdk_context, synthesize
 from tests.send.scenarios import THING
-
-import sender  # isort: skip  (lambdas/send is on sys.path via scenarios)
 
 BASE = {"region": "eu-west-1", "devices": {THING: "+15555550100"}}
 
@@ -186,18 +186,18 @@ def test_refusals_go_to_their_own_queue_and_repeated_ones_raise_an_alarm(
     [alarm] = [
         a["Properties"]
         for a in of_type(synth, "AWS::CloudWatch::Alarm").values()
-        if a["Properties"].get("MetricName") == REFUSED_METRIC
+        if a["Properties"].get("MetricName") == contract.OUTBOUND_REFUSED_METRIC
     ]
     assert alarm["Namespace"] == f"TextDevice-{synth.env}"
-    assert alarm["Dimensions"] == [{"Name": "service", "Value": METRICS_SERVICE}]
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": "send"}]
     assert alarm["Statistic"] == "Sum"
     assert alarm["Threshold"] == REFUSAL_ALARM_THRESHOLD > 1  # repeated, not one stray reply
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
     assert alarm["AlarmActions"]
 
 
-def test_the_alarm_watches_the_metric_the_send_lambda_writes() -> None:
-    assert (sender.REFUSED_METRIC, sender.METRICS_SERVICE) == (REFUSED_METRIC, METRICS_SERVICE)
+def test_the_alarm_watches_the_dimension_the_send_lambda_writes() -> None:
+    assert contract.SEND_METRIC_DIMENSIONS == {"service": send_lambda.SERVICE}
 
 
 def test_redrive_finds_the_queues_and_the_idempotency_table_in_the_outputs(
@@ -206,7 +206,8 @@ def test_redrive_finds_the_queues_and_the_idempotency_table_in_the_outputs(
     from tools.redrive import QUEUE_OUTPUTS
 
     outputs = synth.template_json["Outputs"]
-    for name in [*QUEUE_OUTPUTS.values(), "SendIdempotencyTable", "TopicPrefix"]:
+    names = [*QUEUE_OUTPUTS.values(), contract.SEND_IDEMPOTENCY_TABLE_OUTPUT]
+    for name in [*names, contract.TOPIC_PREFIX_OUTPUT]:
         assert name in outputs
 
 

@@ -95,7 +95,7 @@ def test_outbound_rule_selects_every_device_with_its_thing_name(synth: Synthesiz
         "AWS::IoT::TopicRule",
         {
             "TopicRulePayload": {
-                "Sql": "SELECT Type, Id, To, Body, MediaUrl, Image, topic(2) AS thing "
+                "Sql": "SELECT Type, Id, From, To, Body, MediaUrl, Image, topic(2) AS thing "
                 "FROM 'sms/+/outbound'",
                 "AwsIotSqlVersion": "2016-03-23",
                 "RuleDisabled": False,
@@ -178,6 +178,11 @@ def test_lambdas_are_arm64_on_the_newest_python(synth: Synthesized) -> None:
         assert properties["Architectures"] == ["arm64"]
         assert properties["Runtime"] == "python3.14"
         assert properties["LoggingConfig"]["LogFormat"] == "JSON"
+
+        # Each Lambda is a package of its own: `{name}_lambda.handler.lambda_handler`.
+        package, module, function_name = properties["Handler"].split(".")
+        assert (module, function_name) == ("handler", "lambda_handler")
+        assert (ROOT / "lambdas" / package / "handler.py").is_file()
 
 
 def _policy_statements(synth: Synthesized) -> list[tuple[str, dict[str, Any]]]:

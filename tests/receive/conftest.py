@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import os
-import sys
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 from moto.backends import get_backend
 from twilio.request_validator import RequestValidator
@@ -26,10 +24,9 @@ from loop.apigw_vtl import (
     default_context,
     invoke_in_process,
 )
-from tests.conftest import ROOT, Synthesized
+from receive_lambda import handler
+from tests.conftest import Synthesized
 
-RECEIVE_DIR = ROOT / "lambdas" / "receive"
-MODULES = ("webhook", "adapters", "handler")
 TOKEN = "0123456789abcdef0123456789abcdef"
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -38,30 +35,6 @@ TABLE = "receive-idempotency"
 EXECUTE_API = default_context()
 EXECUTE_API_URL = "https://abc123defg.execute-api.eu-west-1.amazonaws.com/v1/message"
 FORM = "application/x-www-form-urlencoded; charset=UTF-8"
-
-
-def _load_receive_modules() -> SimpleNamespace:
-    """Imports the Lambda's modules as Lambda would (its folder on sys.path), then hides them
-    from sys.modules so another Lambda's `handler` module cannot collide with this one."""
-    saved = {name: sys.modules.pop(name) for name in MODULES if name in sys.modules}
-    sys.path.insert(0, str(RECEIVE_DIR))
-    try:
-        loaded = {name: importlib.import_module(name) for name in MODULES}
-    finally:
-        sys.path.remove(str(RECEIVE_DIR))
-        for name in MODULES:
-            sys.modules.pop(name, None)
-        sys.modules.update(saved)
-    return SimpleNamespace(**loaded)
-
-
-RECEIVE = _load_receive_modules()
-
-
-@pytest.fixture(scope="session")
-def receive() -> SimpleNamespace:
-    """The receive Lambda's modules: `webhook`, `adapters`, `handler`."""
-    return RECEIVE
 
 
 class FakeContext:
@@ -172,7 +145,7 @@ class ReceiveWorld:
 
     def invoke(self) -> Any:
         """Calls the handler like the Lambda runtime (an exception is a function error)."""
-        return invoke_in_process(RECEIVE.handler.lambda_handler, FakeContext())
+        return invoke_in_process(handler.lambda_handler, FakeContext())
 
     def send(self, call: Call) -> HttpResponse:
         return self.method.handle(call.request(), self.invoke())
@@ -189,6 +162,12 @@ class ReceiveWorld:
             SecretId=SECRET_NAME,
             SecretString=json.dumps({"account_sid": "AC1", "auth_token": token}),
         )
+
+
+def reset_receiver() -> None:
+    """Forgets the container's receiver and cached secret (a new cold start)."""
+    handler.runtime.cache_clear()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
 
 
 def make_world(
@@ -217,16 +196,16 @@ def make_world(
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    RECEIVE.handler.receiver.cache_clear()
+    reset_receiver()
     world = ReceiveWorld(LambdaMethod.from_template(synth.template_json, "message"), environment)
-    iot_data = RECEIVE.handler.receiver().publisher._iot_data
+    iot_data = handler.runtime().publisher._iot_data
 
     def capture(params: dict[str, Any], **_: Any) -> None:
         world.captured_qos.append(int(params["qos"]))
 
     iot_data.meta.events.register("provide-client-params.iot-data.Publish", capture)
     # Powertools' handler holds the stdout of import time: read its lines from here instead.
-    RECEIVE.handler.logger.registered_handler.setStream(world.log_stream)
+    handler.logger.registered_handler.setStream(world.log_stream)  # type: ignore[attr-defined]
     return world
 
 
@@ -237,7 +216,7 @@ def world(
     """A fresh moto account with the secret filled in and the dev stack's API method."""
     with mock_aws():
         yield make_world(synthesized["dev"], monkeypatch)
-    RECEIVE.handler.receiver.cache_clear()
+    reset_receiver()
 
 
 @pytest.fixture(scope="module")
@@ -245,4 +224,4 @@ def shared_world(synthesized: dict[str, Synthesized]) -> Iterator[ReceiveWorld]:
     """Like `world`, shared by a module's examples (property tests: unique MessageSids)."""
     with pytest.MonkeyPatch.context() as monkeypatch, mock_aws():
         yield make_world(synthesized["dev"], monkeypatch)
-    RECEIVE.handler.receiver.cache_clear()
+    reset_receiver()

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from bench.receive_bench import RECEIVE_DIR, build_bundle, isolated_python, runtime_site
-from stacks.python_function import prune_bundle
+from stacks.python_function import prune_bundle, source_hash
 
 IMPORTED = """
-import handler
+import receive_lambda.handler
 bundle = sys.path[0] + '/'
 print(json.dumps(sorted({m.__file__[len(bundle):] for m in list(sys.modules.values())
                          if (getattr(m, '__file__', None) or '').startswith(bundle)})))
@@ -36,6 +36,9 @@ def test_handler_imports_from_the_bundle_alone_without_twilio_rest(
         for p in bundle.rglob("*.py")
         if ".dist-info" not in str(p) and "__pycache__" not in p.parts
     }
+    # The function's package, the contract and the shared code it uses, at the bundle's root.
+    assert {"receive_lambda/handler.py", "contract.py", "lambda_shared/logs.py"} <= files
+    assert "lambda_shared/twilio_rest.py" not in files
     # twilio: exactly the two modules used.
     assert {f for f in files if f.startswith("twilio/")} == {
         "twilio/__init__.py",
@@ -63,3 +66,21 @@ def test_prune_bundle_keeps_what_a_bang_pattern_names_again(tmp_path: Path) -> N
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.py"))
     assert left == ["other/d.py", "pkg/__init__.py", "pkg/sub/b.py"]
     assert not (tmp_path / "pkg" / "sub" / "c.py").exists()
+
+
+def test_the_asset_hash_changes_with_the_package_and_with_the_shared_sources(
+    tmp_path: Path,
+) -> None:
+    package = tmp_path / "one_lambda"
+    (package / "__pycache__").mkdir(parents=True)
+    (package / "handler.py").write_text("X = 1\n")
+    shared = tmp_path / "contract.py"
+    shared.write_text("A = 1\n")
+    before = source_hash(package, (shared,))
+    (package / "__pycache__" / "handler.cpython-311.pyc").write_bytes(b"cache")
+    assert source_hash(package, (shared,)) == before  # caches are not sources
+    shared.write_text("A = 2\n")
+    after_contract = source_hash(package, (shared,))
+    assert after_contract != before
+    (package / "requirements.txt").write_text("twilio==9.13.0\n")
+    assert source_hash(package, (shared,)) != after_contract

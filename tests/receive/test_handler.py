@@ -13,12 +13,14 @@ import urllib.parse
 import pytest
 
 from loop.apigw_vtl import default_context
+from receive_lambda import handler
+from receive_lambda.event import MAX_BODY_BYTES, MAX_QUERY_PARAMETERS
 from tests.receive.conftest import (
     EXECUTE_API_URL,
-    RECEIVE,
     TOKEN,
     Call,
     ReceiveWorld,
+    reset_receiver,
     sign,
     sms,
 )
@@ -111,14 +113,14 @@ def _padded_to(size: int) -> list[tuple[str, str]]:
 
 
 def test_body_at_the_size_limit_is_delivered(world: ReceiveWorld) -> None:
-    pairs = _padded_to(RECEIVE.webhook.MAX_BODY_BYTES)
+    pairs = _padded_to(MAX_BODY_BYTES)
     assert len(urllib.parse.urlencode(pairs)) == 65536
     assert world.send(Call(pairs)).status == 200
     assert len(world.published()) == 1
 
 
 def test_body_over_the_size_limit_is_400_and_nothing_is_published(world: ReceiveWorld) -> None:
-    response = world.send(Call(_padded_to(RECEIVE.webhook.MAX_BODY_BYTES + 1)))
+    response = world.send(Call(_padded_to(MAX_BODY_BYTES + 1)))
     assert response.status == 400
     assert response.body == "BadRequest: the form body is larger than 65536 bytes"
     assert world.published() == []
@@ -127,7 +129,7 @@ def test_body_over_the_size_limit_is_400_and_nothing_is_published(world: Receive
 
 
 def test_more_query_parameters_than_supported_is_400(world: ReceiveWorld) -> None:
-    query = [(f"p{i}", "1") for i in range(RECEIVE.webhook.MAX_QUERY_PARAMETERS + 1)]
+    query = [(f"p{i}", "1") for i in range(MAX_QUERY_PARAMETERS + 1)]
     url = EXECUTE_API_URL + "?" + urllib.parse.urlencode(query)
     response = world.send(Call(sms(), url=url, query=query, signature=sign(url, sms())))
     assert response.status == 400
@@ -261,7 +263,7 @@ def test_extra_fields_are_forwarded_when_configured(
     world: ReceiveWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("EXTRA_FIELDS", "FromCountry,NumSegments,OptOutType")
-    RECEIVE.handler.receiver.cache_clear()
+    reset_receiver()
     pairs = sms(extra=[("FromCountry", "DE"), ("OptOutType", "STOP")])
     assert world.send(Call(pairs)).status == 200
     ((_, message),) = world.published()
@@ -284,7 +286,7 @@ def test_rotated_token_is_fetched_again_after_a_failed_signature(world: ReceiveW
     assert world.send(second).status == 200
     assert len(world.published()) == 2
     # Refreshes are rate-limited: a forged request right after does not read the secret.
-    tokens = RECEIVE.handler.receiver().tokens
+    tokens = handler.runtime().tokens
     assert tokens.refreshed() is None
 
 
@@ -292,7 +294,7 @@ def test_placeholder_secret_is_a_500_with_a_log_naming_the_fix(
     world: ReceiveWorld,
 ) -> None:
     world.put_token("")
-    RECEIVE.handler.receiver.cache_clear()
+    reset_receiver()
     response = world.send(Call(sms()))
     assert response.status == 500
     assert "put-secret-value" not in response.body  # the caller learns nothing
@@ -305,7 +307,7 @@ def test_placeholder_secret_is_a_500_with_a_log_naming_the_fix(
 
 
 def test_publish_failure_is_a_500_and_a_retry_still_publishes(world: ReceiveWorld) -> None:
-    publisher = RECEIVE.handler.receiver().publisher
+    publisher = handler.runtime().publisher
 
     def fail(**_: object) -> None:
         raise RuntimeError("IoT is down")

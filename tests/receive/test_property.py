@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from loop.apigw_vtl import HttpRequest, default_context
+from receive_lambda.event import MAX_BODY_BYTES
 from tests.conftest import Synthesized
 from tests.receive.conftest import (
     FORM,
-    RECEIVE,
     Call,
     ReceiveWorld,
     make_world,
@@ -30,7 +30,6 @@ from tests.receive.conftest import (
 
 EXAMPLES = 1000
 FUZZ_EXAMPLES = 400
-MAX_BODY_BYTES: int = RECEIVE.webhook.MAX_BODY_BYTES
 FORWARDED = ("FromCity", "ToZip", "ProfileName")
 CONTRACT = {"Body", "From", "To", "MessageSid", "NumMedia"}
 _sids = itertools.count(1)

@@ -1,4 +1,5 @@
-"""Pure logic of the receive Lambda (`lambdas/receive/webhook.py`) and its token cache."""
+"""Pure logic of the receive Lambda (`receive_lambda`: event, form, signature, decision,
+config) and its token cache."""
 
 from __future__ import annotations
 
@@ -11,11 +12,20 @@ from typing import Any
 import pytest
 from twilio import request_validator
 
-from stacks.settings import FORWARDABLE_FIELDS
-from tests.receive.conftest import RECEIVE
-
-webhook = RECEIVE.webhook
-adapters = RECEIVE.adapters
+from lambda_shared.logs import mask_number
+from lambda_shared.twilio_credentials import MissingCredentials, credentials_of
+from receive_lambda import adapters
+from receive_lambda.config import ReceiveConfig
+from receive_lambda.decision import Publish, TooLong, Unbound, decide
+from receive_lambda.errors import BadRequest, ConfigurationError, Forbidden
+from receive_lambda.event import MAX_BODY_BYTES, MAX_QUERY_PARAMETERS, parse_event
+from receive_lambda.form import MAX_FIELDS, FormParams, parse_form
+from receive_lambda.signature import (
+    MAX_CANDIDATE_URLS,
+    authenticate,
+    candidate_urls,
+    signature_is_valid,
+)
 
 # Twilio's documented example (see twilio-python's RequestValidator tests).
 DOC_TOKEN = "12345"
@@ -53,7 +63,7 @@ DOC_BODY = "&".join(f"{k}={v.replace('+', '%2B')}" for k, v in DOC_PARAMS.items(
 def test_twilios_documented_example_validates_whatever_order_api_gateway_reports(
     query: list[tuple[str, str]],
 ) -> None:
-    request = webhook.parse_event(
+    request = parse_event(
         event(
             DOC_BODY,
             domain="mycompany.com",
@@ -62,13 +72,13 @@ def test_twilios_documented_example_validates_whatever_order_api_gateway_reports
             signature=DOC_SIGNATURE,
         )
     )
-    assert webhook.signature_is_valid(request, DOC_TOKEN)
-    assert not webhook.signature_is_valid(request, "54321")
+    assert signature_is_valid(request, DOC_TOKEN)
+    assert not signature_is_valid(request, "54321")
 
 
 def test_documented_example_fails_with_another_path_or_parameter() -> None:
     query = [("foo", "1"), ("bar", "2")]
-    other_path = webhook.parse_event(
+    other_path = parse_event(
         event(
             DOC_BODY,
             domain="mycompany.com",
@@ -77,8 +87,8 @@ def test_documented_example_fails_with_another_path_or_parameter() -> None:
             signature=DOC_SIGNATURE,
         )
     )
-    assert not webhook.signature_is_valid(other_path, DOC_TOKEN)
-    extra = webhook.parse_event(
+    assert not signature_is_valid(other_path, DOC_TOKEN)
+    extra = parse_event(
         event(
             DOC_BODY + "&Body=x",
             domain="mycompany.com",
@@ -87,24 +97,24 @@ def test_documented_example_fails_with_another_path_or_parameter() -> None:
             signature=DOC_SIGNATURE,
         )
     )
-    assert not webhook.signature_is_valid(extra, DOC_TOKEN)
+    assert not signature_is_valid(extra, DOC_TOKEN)
 
 
 def test_candidate_urls_without_query_is_just_the_url_called() -> None:
-    urls = list(webhook.candidate_urls("api.example.com", "/base/message", []))
+    urls = list(candidate_urls("api.example.com", "/base/message", []))
     assert urls == ["https://api.example.com/base/message"]
 
 
 def test_candidate_urls_cover_orders_and_spellings() -> None:
-    urls = set(webhook.candidate_urls("h.example", "/m", [("b", "x y"), ("a", "/")]))
+    urls = set(candidate_urls("h.example", "/m", [("b", "x y"), ("a", "/")]))
     assert "https://h.example/m?a=/&b=x%20y" in urls
     assert "https://h.example/m?b=x+y&a=%2F" in urls
     # Every order of MAX_QUERY_PARAMETERS parameters, each in every spelling: no more.
-    most = [(str(i), "a b/") for i in range(webhook.MAX_QUERY_PARAMETERS)]
-    all_urls = list(webhook.candidate_urls("h", "/m", most))
-    assert len(all_urls) == len(set(all_urls)) == webhook.MAX_CANDIDATE_URLS == 24 * 3
+    most = [(str(i), "a b/") for i in range(MAX_QUERY_PARAMETERS)]
+    all_urls = list(candidate_urls("h", "/m", most))
+    assert len(all_urls) == len(set(all_urls)) == MAX_CANDIDATE_URLS == 24 * 3
     with pytest.raises(ValueError):
-        list(webhook.candidate_urls("h", "/m", [*most, ("x", "1")]))
+        list(candidate_urls("h", "/m", [*most, ("x", "1")]))
 
 
 @pytest.mark.parametrize(
@@ -121,28 +131,26 @@ def test_candidate_urls_cover_orders_and_spellings() -> None:
     ],
 )
 def test_malformed_events_are_bad_requests(bad_event: Any) -> None:
-    with pytest.raises(webhook.BadRequest) as raised:
-        webhook.parse_event(bad_event)
+    with pytest.raises(BadRequest) as raised:
+        parse_event(bad_event)
     assert str(raised.value).startswith("BadRequest: ")
 
 
 def test_body_up_to_the_limit_is_parsed_and_one_byte_more_is_a_bad_request() -> None:
-    body = "Body=" + "x" * (webhook.MAX_BODY_BYTES - len("Body="))
-    request = webhook.parse_event(event(body, domain="h", path="/m", query=[], signature=""))
-    assert len(request.form["Body"][0]) == webhook.MAX_BODY_BYTES - 5
+    body = "Body=" + "x" * (MAX_BODY_BYTES - len("Body="))
+    request = parse_event(event(body, domain="h", path="/m", query=[], signature=""))
+    assert len(request.form["Body"][0]) == MAX_BODY_BYTES - 5
     for too_large in (body + "x", body + "x" * 3, "x" * (10 * 1024 * 1024)):
-        with pytest.raises(webhook.BadRequest, match="larger than 65536 bytes"):
-            webhook.parse_event(event(too_large, domain="h", path="/m", query=[], signature=""))
+        with pytest.raises(BadRequest, match="larger than 65536 bytes"):
+            parse_event(event(too_large, domain="h", path="/m", query=[], signature=""))
 
 
 def test_more_query_parameters_than_supported_is_a_bad_request() -> None:
-    query = [(f"p{i}", "v") for i in range(webhook.MAX_QUERY_PARAMETERS)]
-    allowed = webhook.parse_event(event("", domain="h", path="/m", query=query, signature=""))
+    query = [(f"p{i}", "v") for i in range(MAX_QUERY_PARAMETERS)]
+    allowed = parse_event(event("", domain="h", path="/m", query=query, signature=""))
     assert allowed.query == tuple(query)
-    with pytest.raises(webhook.BadRequest, match="5 query parameters; at most 4"):
-        webhook.parse_event(
-            event("", domain="h", path="/m", query=[*query, ("p9", "v")], signature="")
-        )
+    with pytest.raises(BadRequest, match="5 query parameters; at most 4"):
+        parse_event(event("", domain="h", path="/m", query=[*query, ("p9", "v")], signature=""))
 
 
 @pytest.mark.parametrize(
@@ -162,20 +170,18 @@ def test_more_query_parameters_than_supported_is_a_bad_request() -> None:
 def test_malformed_signature_is_forbidden_before_any_hmac_or_secret_read(
     signature: str, hmacs: list[int]
 ) -> None:
-    request = webhook.parse_event(
-        event(DOC_BODY, domain="h", path="/m", query=[], signature=signature)
-    )
+    request = parse_event(event(DOC_BODY, domain="h", path="/m", query=[], signature=signature))
     tokens = FakeTokens()
-    with pytest.raises(webhook.Forbidden, match="not an HMAC-SHA1 signature"):
-        webhook.authenticate(request, tokens)
+    with pytest.raises(Forbidden, match="not an HMAC-SHA1 signature"):
+        authenticate(request, tokens)
     assert tokens.reads == 0 and hmacs == []
 
 
 def test_missing_signature_is_forbidden_without_reading_the_secret(hmacs: list[int]) -> None:
-    request = webhook.parse_event(event(DOC_BODY, domain="h", path="/m", query=[], signature=""))
+    request = parse_event(event(DOC_BODY, domain="h", path="/m", query=[], signature=""))
     tokens = FakeTokens()
-    with pytest.raises(webhook.Forbidden, match="missing X-Twilio-Signature"):
-        webhook.authenticate(request, tokens)
+    with pytest.raises(Forbidden, match="missing X-Twilio-Signature"):
+        authenticate(request, tokens)
     assert tokens.reads == 0 and hmacs == []
 
 
@@ -211,48 +217,44 @@ def test_worst_allowed_forgery_costs_a_bounded_number_of_hmacs(hmacs: list[int])
     # The most query parameters allowed, each spelled 3 different ways (so no candidate URL
     # is a duplicate), the largest body, a well-formed wrong signature, and a token source
     # that yields a second token to retry with.
-    query = [(f"p{i}", "a b/") for i in range(webhook.MAX_QUERY_PARAMETERS)]
-    body = "Body=" + "x" * (webhook.MAX_BODY_BYTES - len("Body="))
-    request = webhook.parse_event(
+    query = [(f"p{i}", "a b/") for i in range(MAX_QUERY_PARAMETERS)]
+    body = "Body=" + "x" * (MAX_BODY_BYTES - len("Body="))
+    request = parse_event(
         event(body, domain="h.example", path="/m", query=query, signature="A" * 27 + "=")
     )
-    urls = list(webhook.candidate_urls(request.domain, request.path, request.query))
-    assert len(urls) == webhook.MAX_CANDIDATE_URLS  # the worst case: no URL deduplicated
-    with pytest.raises(webhook.Forbidden):
-        webhook.authenticate(request, FakeTokens())
+    urls = list(candidate_urls(request.domain, request.path, request.query))
+    assert len(urls) == MAX_CANDIDATE_URLS  # the worst case: no URL deduplicated
+    with pytest.raises(Forbidden):
+        authenticate(request, FakeTokens())
     # 2 tokens x 72 URLs x 2 HMACs (twilio tries each URL with and without its port).
-    assert 0 < len(hmacs) <= 2 * webhook.MAX_CANDIDATE_URLS * 2 == 288
+    assert 0 < len(hmacs) <= 2 * MAX_CANDIDATE_URLS * 2 == 288
     # Each over the URL (with ":443" at most) and the form's names and values.
     longest_url = max(len(url) for url in urls) + len(":443")
-    assert max(hmacs) <= longest_url + webhook.MAX_BODY_BYTES
+    assert max(hmacs) <= longest_url + MAX_BODY_BYTES
 
 
 def test_parse_form_keeps_every_value_exactly() -> None:
-    form = webhook.parse_form("Body=a%2Bb+c%3D%26%25&Body=&x=%F0%9F%98%80&MediaUrl0=")
+    form = parse_form("Body=a%2Bb+c%3D%26%25&Body=&x=%F0%9F%98%80&MediaUrl0=")
     assert form == {"Body": ["a+b c=&%", ""], "x": ["😀"], "MediaUrl0": [""]}
-    assert webhook.parse_form("") == {}
+    assert parse_form("") == {}
 
 
 def test_too_many_fields_is_a_bad_request() -> None:
-    with pytest.raises(webhook.BadRequest):
-        webhook.parse_form("&".join(["a=1"] * (webhook.MAX_FIELDS + 1)))
+    with pytest.raises(BadRequest):
+        parse_form("&".join(["a=1"] * (MAX_FIELDS + 1)))
 
 
-def test_forwardable_fields_match_the_settings() -> None:
-    assert set(webhook.FIELD_VALIDATORS) == set(FORWARDABLE_FIELDS)
-
-
-CONFIG = webhook.ReceiveConfig(topic_prefix="sms", things_by_number={"+1555": "t1"}, body_limit=5)
+CONFIG = ReceiveConfig(topic_prefix="sms", things_by_number={"+1555": "t1"}, body_limit=5)
 
 
 def form(**fields: str) -> Any:
     base = {"MessageSid": "SM" + "f" * 32, "From": "+1666", "To": "+1555", "Body": "hi"}
-    return webhook.FormParams({k: [v] for k, v in {**base, **fields}.items()})
+    return FormParams({k: [v] for k, v in {**base, **fields}.items()})
 
 
 def test_decide_publishes_the_contract_message() -> None:
-    decision = webhook.decide(form(), CONFIG)
-    assert isinstance(decision, webhook.Publish)
+    decision = decide(form(), CONFIG)
+    assert isinstance(decision, Publish)
     assert decision.topic == "sms/t1/inbound"
     assert json.loads(decision.payload) == {
         "Type": "Incoming",
@@ -265,11 +267,11 @@ def test_decide_publishes_the_contract_message() -> None:
 
 
 def test_decide_unbound_and_too_long() -> None:
-    assert isinstance(webhook.decide(form(To="+1777"), CONFIG), webhook.Unbound)
-    too_long = webhook.decide(form(Body="a<b&c"), CONFIG)  # 5 characters: allowed
-    assert isinstance(too_long, webhook.Publish)
-    too_long = webhook.decide(form(Body="a<b&cd"), CONFIG)
-    assert isinstance(too_long, webhook.TooLong)
+    assert isinstance(decide(form(To="+1777"), CONFIG), Unbound)
+    too_long = decide(form(Body="a<b&c"), CONFIG)  # 5 characters: allowed
+    assert isinstance(too_long, Publish)
+    too_long = decide(form(Body="a<b&cd"), CONFIG)
+    assert isinstance(too_long, TooLong)
     assert "limited to 5 characters; yours had 6" in too_long.twiml
 
 
@@ -287,51 +289,66 @@ def test_decide_unbound_and_too_long() -> None:
     ],
 )
 def test_decide_rejects_invalid_fields(fields: dict[str, str]) -> None:
-    with pytest.raises(webhook.BadRequest):
-        webhook.decide(form(**fields), CONFIG)
+    with pytest.raises(BadRequest):
+        decide(form(**fields), CONFIG)
 
 
 def test_config_from_environment_rejects_unknown_extra_fields() -> None:
-    with pytest.raises(webhook.ConfigurationError):
-        webhook.ReceiveConfig.from_environ({"EXTRA_FIELDS": "Password"})
-    config = webhook.ReceiveConfig.from_environ(
-        {"THINGS_BY_NUMBER": '{"+1": "a"}', "EXTRA_FIELDS": "FromCity,WaId", "BODY_LIMIT": "9"}
+    resources = {"TWILIO_SECRET_NAME": "s", "IDEMPOTENCY_TABLE": "t"}
+    with pytest.raises(ConfigurationError):
+        ReceiveConfig.from_environ({**resources, "EXTRA_FIELDS": "Password"})
+    config = ReceiveConfig.from_environ(
+        {
+            **resources,
+            "THINGS_BY_NUMBER": '{"+1": "a"}',
+            "EXTRA_FIELDS": "FromCity,WaId",
+            "BODY_LIMIT": "9",
+        }
     )
     assert config.extra_fields == ("FromCity", "WaId") and config.body_limit == 9
+    assert (config.secret_name, config.idempotency_table) == ("s", "t")
+
+
+def test_config_from_environment_names_a_missing_resource() -> None:
+    with pytest.raises(ConfigurationError, match="IDEMPOTENCY_TABLE"):
+        ReceiveConfig.from_environ({"TWILIO_SECRET_NAME": "s"})
 
 
 def test_mask_number_hides_the_middle() -> None:
-    assert webhook.mask_number("+15551234567") == "+15*******67"
-    assert webhook.mask_number("12345") == "*****"
+    assert mask_number("+15551234567") == "+15*******67"
+    assert mask_number("12345") == "*****"
 
 
-class FakeProvider:
+class FakeSecret:
+    """The secret as `read_twilio_credentials` sees it: a forced read after a rotation
+    returns the next token."""
+
     def __init__(self, *tokens: str) -> None:
         self.tokens = list(tokens)
         self.calls: list[bool] = []
 
-    def get(self, name: str, *, max_age: int, transform: str, force_fetch: bool) -> Any:
-        self.calls.append(force_fetch)
-        if force_fetch and len(self.tokens) > 1:
-            self.tokens.pop(0)  # the secret was rotated: a forced read sees the next token
-        return {"account_sid": "AC", "auth_token": self.tokens[0]}
+    def __call__(self, secret_name: str, *, force: bool) -> Any:
+        self.calls.append(force)
+        if force and len(self.tokens) > 1:
+            self.tokens.pop(0)
+        return credentials_of({"account_sid": "AC", "auth_token": self.tokens[0]}, secret_name)
 
 
 def test_token_source_refreshes_at_most_once_per_interval() -> None:
     now = [100.0]
-    provider = FakeProvider("old", "new")
-    tokens = adapters.SecretTokenSource(provider, "s", clock=lambda: now[0])
+    secret = FakeSecret("old", "new")
+    tokens = adapters.SecretTokenSource("s", read=secret, clock=lambda: now[0])
     assert tokens.current() == "old"
     assert tokens.refreshed() == "new"
     assert tokens.refreshed() is None
     now[0] += adapters.MIN_REFRESH_INTERVAL_SECONDS
     assert tokens.refreshed() == "new"
-    assert provider.calls == [False, True, True]
+    assert secret.calls == [False, True, True]
 
 
 def test_placeholder_token_names_the_put_secret_value_step() -> None:
-    tokens = adapters.SecretTokenSource(FakeProvider(""), "text-device/dev/twilio")
+    tokens = adapters.SecretTokenSource("text-device/dev/twilio", read=FakeSecret(""))
     with pytest.raises(
-        webhook.ConfigurationError, match="put-secret-value --secret-id text-device/dev/twilio"
+        MissingCredentials, match="put-secret-value --secret-id text-device/dev/twilio"
     ):
         tokens.current()

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from loop.prism import FaultProxy, PrismServer
+from loop.prism_server import PrismServer
+from tests.doubles.twilio_faults import FaultProxy
 from tests.send.scenarios import CLIENT_TIMEOUT, AwsStandIns, aws_stand_ins
 
 

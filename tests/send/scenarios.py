@@ -7,24 +7,21 @@ fault table. AWS is moto's in-process mock; Twilio is Prism behind a FaultProxy.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-SEND_DIR = ROOT / "lambdas" / "send"
-if str(SEND_DIR) not in sys.path:
-    sys.path.insert(0, str(SEND_DIR))
+from aws_lambda_powertools.utilities import parameters
 
-from outbound import SendSettings  # noqa: E402
-from outbound_policy import OutboundPolicy, contact_key  # noqa: E402
-from sender import SendRuntime  # noqa: E402
-
-from loop.prism import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, FaultProxy, LoopbackHttpClient  # noqa: E402
+import contract
+from loop.aws_local import atomic_dynamodb_writes
+from loop.twilio_loopback import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, LoopbackHttpClient
+from send_lambda.config import SendConfig
+from send_lambda.outbound_policy import OutboundPolicy
+from send_lambda.sender import SendRuntime
+from tests.doubles.twilio_faults import FaultProxy
 
 # Lambda's retries of a failed asynchronous invocation, as the stack configures them.
 RETRY_ATTEMPTS = 2
@@ -95,10 +92,11 @@ class AwsStandIns:
         self, number: str, *, thing: str = THING, at: float | None = None, opted_out: bool = False
     ) -> None:
         """The Contacts item the receive Lambda writes when `number` texts `thing`."""
+        moment = datetime.now(UTC).timestamp() if at is None else at
         item = {
-            "pk": {"S": contact_key(thing, number)},
-            "last_inbound_at": {"N": str(int(datetime.now(UTC).timestamp() if at is None else at))},
-            "opted_out": {"BOOL": opted_out},
+            contract.CONTACT_KEY_ATTRIBUTE: {"S": contract.contact_key(thing, number)},
+            contract.LAST_INBOUND_ATTRIBUTE: {"N": str(int(moment))},
+            contract.OPTED_OUT_ATTRIBUTE: {"BOOL": opted_out},
         }
         self.dynamodb.put_item(TableName=CONTACTS_TABLE, Item=item)
 
@@ -117,13 +115,13 @@ class AwsStandIns:
 @contextmanager
 def aws_stand_ins() -> Iterator[AwsStandIns]:
     """moto's in-process AWS: the Twilio secret, the idempotency and Contacts tables, the
-    queues; RECIPIENT has just texted every device (so they may answer)."""
+    queues (and no secret cached from another test); RECIPIENT has just texted every device
+    (so they may answer)."""
     import boto3
     from moto import mock_aws
 
-    from loop.aws_local import atomic_dynamodb_writes
-
     atomic_dynamodb_writes()  # the caps' concurrent counting relies on it, as on DynamoDB
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
     with mock_aws():
         region = "eu-west-1"
         secrets = boto3.client("secretsmanager", region_name=region)
@@ -142,8 +140,10 @@ def aws_stand_ins() -> Iterator[AwsStandIns]:
         )
         dynamodb.create_table(
             TableName=CONTACTS_TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": contract.CONTACT_KEY_ATTRIBUTE, "KeyType": "HASH"}],
+            AttributeDefinitions=[
+                {"AttributeName": contract.CONTACT_KEY_ATTRIBUTE, "AttributeType": "S"}
+            ],
             BillingMode="PAY_PER_REQUEST",
         )
         sqs = boto3.client("sqs", region_name=region)
@@ -170,16 +170,16 @@ def build_runtime(
 ) -> SendRuntime:
     """A SendRuntime on the stand-ins, its Twilio requests sent to `twilio_url`."""
     return SendRuntime(
-        settings=SendSettings(
-            numbers_by_thing=NUMBERS_BY_THING, status_callback_url=status_callback_url
+        config=SendConfig(
+            numbers_by_thing=NUMBERS_BY_THING,
+            policy=policy or OutboundPolicy(),
+            status_callback_url=status_callback_url,
+            secret_name=SECRET_NAME,
+            idempotency_table=TABLE_NAME,
+            dead_letter_queue_url=aws.queue_url,
+            contacts_table=CONTACTS_TABLE,
+            refused_queue_url=aws.refused_queue_url,
         ),
-        policy=policy or OutboundPolicy(fleet_numbers=frozenset(NUMBERS_BY_THING.values())),
-        contacts_table_name=CONTACTS_TABLE,
-        refused_queue_url=aws.refused_queue_url,
-        secret_name=SECRET_NAME,
-        table_name=TABLE_NAME,
-        dead_letter_queue_url=aws.queue_url,
-        secrets_client=aws.secrets,
         dynamodb_client=aws.dynamodb,
         sqs_client=aws.sqs,
         http_client_factory=lambda t: LoopbackHttpClient(twilio_url, timeout=t),
@@ -205,7 +205,7 @@ def deliver_async(runtime: SendRuntime, aws: AwsStandIns, payload: Any) -> Deliv
         MessageBody=json.dumps(
             {
                 "version": "1.0",
-                "requestContext": {"condition": "RetriesExhausted"},
+                "requestContext": {"condition": contract.RETRIES_EXHAUSTED},
                 "requestPayload": payload,
                 "responsePayload": {"errorType": errors[-1]},
             }

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import logging
-import os
-import sys
-from pathlib import Path
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from aws_lambda_powertools.utilities import parameters
 from twilio.request_validator import RequestValidator
 
-from loop.prism import TEST_AUTH_TOKEN, FaultProxy, LoopbackHttpClient
+from lambda_shared import twilio_rest
+from loop.twilio_loopback import TEST_AUTH_TOKEN, LoopbackHttpClient
+from send_lambda import handler as send_handler
+from status_lambda import handler as status_lambda_handler
+from tests.doubles.twilio_faults import FaultProxy
 from tests.send.scenarios import (
     CONTACTS_TABLE,
     QUEUE_NAME,
@@ -28,20 +30,6 @@ from tests.send.scenarios import (
     FakeContext,
     event,
 )
-
-LAMBDAS = Path(__file__).resolve().parents[2] / "lambdas"
-
-
-def load(lambda_name: str) -> ModuleType:
-    """A Lambda's handler.py under a unique module name (every Lambda has a handler.py)."""
-    folder = LAMBDAS / lambda_name
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
-    spec = importlib.util.spec_from_file_location(f"{lambda_name}_handler", folder / "handler.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_send_handler_builds_its_runtime_from_the_environment(
@@ -57,20 +45,19 @@ def test_send_handler_builds_its_runtime_from_the_environment(
         "REFUSED_QUEUE_URL": aws.refused_queue_url,
     }.items():
         monkeypatch.setenv(name, value)
-    handler = load("send")
-    built = handler.SendRuntime.from_environment(
-        os.environ,
-        http_client_factory=lambda t: LoopbackHttpClient(fresh_proxy.url, timeout=t),
-    )
-    handler.use_runtime(built)
+    # A cold container whose Twilio client talks to Prism.
+    send_handler.runtime.cache_clear()
+    twilio_rest.use_transport(lambda t: LoopbackHttpClient(fresh_proxy.url, timeout=t))
     try:
-        first = handler.lambda_handler(event("h-1"), FakeContext())
-        again = handler.lambda_handler(event("h-1"), FakeContext(aws_request_id="req-2"))
+        first = send_handler.lambda_handler(event("h-1"), FakeContext())
+        again = send_handler.lambda_handler(event("h-1"), FakeContext(aws_request_id="req-2"))
+        built = send_handler.runtime()
     finally:
-        handler.use_runtime(None)
+        twilio_rest.use_transport(None)
+        send_handler.runtime.cache_clear()
     assert first["outcome"] == "sent" and again["sid"] == first["sid"]
     assert fresh_proxy.messages_accepted() == 1
-    assert QUEUE_NAME in built._dead_letter_queue_url
+    assert QUEUE_NAME in built.config.dead_letter_queue_url
 
 
 # -- Status callback ------------------------------------------------------------------------
@@ -91,12 +78,12 @@ def status_event(form: dict[str, str], *, token: str = TEST_AUTH_TOKEN) -> dict[
 
 
 @pytest.fixture
-def status_handler(aws: AwsStandIns, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+def status_handler(aws: AwsStandIns, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     monkeypatch.setenv("TWILIO_SECRET_NAME", SECRET_NAME)
-    from aws_lambda_powertools.utilities import parameters
-
     parameters.clear_caches()  # type: ignore[no-untyped-call]
-    return load("status")
+    status_lambda_handler.config.cache_clear()
+    yield status_lambda_handler
+    status_lambda_handler.config.cache_clear()
 
 
 REPORT = {
@@ -157,3 +144,20 @@ def test_a_base64_body_that_does_not_decode_is_a_400_not_a_crash(
     assert status_handler.lambda_handler(bad, FakeContext())["statusCode"] == 400
     [record] = [r for r in caplog.records if r.getMessage() == "status callback rejected"]
     assert record.reason == reason  # type: ignore[attr-defined]
+
+
+def test_a_callback_without_api_gateway_context_is_a_400(status_handler: ModuleType) -> None:
+    event = status_event(REPORT)
+    event.pop("requestContext")
+    assert status_handler.lambda_handler(event, FakeContext())["statusCode"] == 400
+
+
+def test_an_unset_secret_refuses_every_callback_and_logs_the_fix(
+    aws: AwsStandIns, status_handler: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    aws.secrets.put_secret_value(
+        SecretId=SECRET_NAME, SecretString='{"account_sid": "", "auth_token": ""}'
+    )
+    caplog.set_level(logging.INFO)
+    assert status_handler.lambda_handler(status_event(REPORT), FakeContext())["statusCode"] == 403
+    assert f"put-secret-value --secret-id {SECRET_NAME}" in caplog.text

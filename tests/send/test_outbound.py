@@ -1,4 +1,4 @@
-"""Unit tests of the send Lambda's pure rules (lambdas/send/outbound.py)."""
+"""Unit tests of the send Lambda's pure rules (`send_lambda.outbound`, `send_lambda.config`)."""
 
 from __future__ import annotations
 
@@ -10,31 +10,28 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.send.scenarios import SENDER, THING, event
-
-from outbound import (  # isort: skip  (lambdas/send is put on sys.path by scenarios)
-    MAX_BODY_CHARACTERS,
+from contract import MAX_BODY_CHARACTERS, attempt_marker_id, dead_letter_record
+from lambda_shared.twilio_credentials import MissingCredentials, credentials_of
+from send_lambda.config import SendConfig
+from send_lambda.outbound import (
     RECONCILE_CLOCK_SKEW,
     TRIAL_PREFIX,
     Failure,
     ListedMessage,
     Reason,
     Rejected,
-    SendSettings,
     classify_status,
-    credentials_from_secret,
-    attempt_marker_id,
-    dead_letter_record,
     find_earlier_send,
     is_https_url,
     parse_message,
     twilio_refused,
 )
+from tests.send.scenarios import SENDER, THING, event
 
-SETTINGS = SendSettings(numbers_by_thing={THING: SENDER, "other": "+15555550101"})
+SETTINGS = SendConfig(numbers_by_thing={THING: SENDER, "other": "+15555550101"})
 
 
-def rejected(payload: Any, settings: SendSettings = SETTINGS) -> Reason:
+def rejected(payload: Any, settings: SendConfig = SETTINGS) -> Reason:
     with pytest.raises(Rejected) as caught:
         parse_message(payload, settings)
     return caught.value.reason
@@ -115,20 +112,43 @@ def test_media_only_message_and_the_image_alias() -> None:
     assert parse_message(event(MediaUrl=many), SETTINGS).media_urls == tuple(many)
 
 
-def test_settings_from_environment() -> None:
-    settings = SendSettings.from_environment(
+RESOURCES = {
+    "TWILIO_SECRET_NAME": "text-device/dev/twilio",
+    "IDEMPOTENCY_TABLE": "table",
+    "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/dlq",
+    "CONTACTS_TABLE": "contacts",
+    "REFUSED_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/refused",
+}
+
+
+def test_config_from_environment() -> None:
+    config = SendConfig.from_environ(
         {
+            **RESOURCES,
             "NUMBERS_BY_THING": '{"a": "+15555550100"}',
             "STATUS_CALLBACK_URL": "https://x.example/v1/status",
         }
     )
-    assert settings.numbers_by_thing == {"a": "+15555550100"}
-    assert settings.status_callback_url == "https://x.example/v1/status"
-    empty = SendSettings.from_environment({})
+    assert config.numbers_by_thing == {"a": "+15555550100"}
+    assert config.status_callback_url == "https://x.example/v1/status"
+    assert config.secret_name == "text-device/dev/twilio"
+    assert (config.idempotency_table, config.dead_letter_queue_url) == (
+        "table",
+        RESOURCES["DEAD_LETTER_QUEUE_URL"],
+    )
+    assert (config.contacts_table, config.refused_queue_url) == (
+        "contacts",
+        RESOURCES["REFUSED_QUEUE_URL"],
+    )
+    assert config.is_fleet_number("+15555550100")
+    assert not config.is_fleet_number("+15551234567")
+    empty = SendConfig.from_environ(RESOURCES)
     assert empty.numbers_by_thing == {}
     assert empty.status_callback_url is None
     with pytest.raises(ValueError, match="JSON object"):
-        SendSettings.from_environment({"NUMBERS_BY_THING": "[]"})
+        SendConfig.from_environ({**RESOURCES, "NUMBERS_BY_THING": "[]"})
+    with pytest.raises(ValueError, match="DEAD_LETTER_QUEUE_URL"):
+        SendConfig.from_environ({**RESOURCES, "DEAD_LETTER_QUEUE_URL": ""})
 
 
 @pytest.mark.parametrize(
@@ -170,11 +190,12 @@ def test_dead_letter_record_has_lambdas_on_failure_shape() -> None:
     assert record["responsePayload"] == {"twilioCode": 21211}
 
 
-def test_credentials_from_secret() -> None:
-    assert credentials_from_secret({"account_sid": "AC1", "auth_token": "t"}) == ("AC1", "t")
+def test_credentials_of_the_secret() -> None:
+    credentials = credentials_of({"account_sid": "AC1", "auth_token": "t"}, "s")
+    assert (credentials.account_sid, credentials.auth_token) == ("AC1", "t")
     for unset in ({"account_sid": "", "auth_token": ""}, {}, "text"):
-        with pytest.raises(ValueError, match="Twilio secret"):
-            credentials_from_secret(unset)
+        with pytest.raises(MissingCredentials, match="put-secret-value --secret-id s "):
+            credentials_of(unset, "s")
 
 
 @given(st.text(max_size=200))

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from loop.prism import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, FaultProxy
+import contract
+from loop.twilio_loopback import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN
+from send_lambda.outbound_policy import OutboundPolicy
+from tests.doubles.twilio_faults import FaultProxy
 from tests.send.scenarios import (
     CONTACTS_TABLE,
-    NUMBERS_BY_THING,
     RECIPIENT,
     SECRET_NAME,
     THING,
@@ -23,10 +25,6 @@ from tests.send.scenarios import (
     deliver_async,
     event,
 )
-
-from outbound_policy import OutboundPolicy, contact_key  # isort: skip
-
-FLEET = frozenset(NUMBERS_BY_THING.values())
 
 
 def emf_metrics(output: str) -> list[dict[str, Any]]:
@@ -51,7 +49,7 @@ def test_a_stranger_is_refused_dead_lettered_with_its_reason_and_counted(
     assert delivery.result == {"outcome": "refused", "reason": "not-a-recent-contact"}
     assert fresh_proxy.exchanges == []
     [record] = aws.refused()
-    assert record["requestContext"]["condition"] == "OutboundPolicyRefused"
+    assert record["requestContext"]["condition"] == contract.OUTBOUND_POLICY_REFUSED
     assert record["responsePayload"]["reason"] == "not-a-recent-contact"
     assert record["requestPayload"]["To"] == "+19005550100"
     assert aws.dead_letters() == []  # the alarmed DLQ stays for undelivered messages
@@ -65,7 +63,7 @@ def test_a_stranger_is_refused_dead_lettered_with_its_reason_and_counted(
 def test_the_minute_cap_is_counted_atomically_under_concurrency(
     aws: AwsStandIns, fresh_proxy: FaultProxy
 ) -> None:
-    policy = OutboundPolicy(fleet_numbers=FLEET, per_minute=5, per_day=100)
+    policy = OutboundPolicy(per_minute=5, per_day=100)
     # Twilio's answers take their time under 8 concurrent sends: no client timeout here.
     runtime = build_runtime(aws, fresh_proxy.url, policy=policy, timeout=6.0)
     fixed = datetime(2026, 12, 1, 12, 0, 30, tzinfo=UTC)
@@ -84,7 +82,7 @@ def test_the_minute_cap_is_counted_atomically_under_concurrency(
 def test_the_day_cap_holds_across_minutes_and_a_repeat_is_not_counted(
     aws: AwsStandIns, fresh_proxy: FaultProxy
 ) -> None:
-    policy = OutboundPolicy(fleet_numbers=FLEET, per_minute=5, per_day=3)
+    policy = OutboundPolicy(per_minute=5, per_day=3)
     runtime = build_runtime(aws, fresh_proxy.url, policy=policy)
     minutes = iter(range(10))
     runtime._clock = lambda: datetime(2026, 12, 1, 12, next(minutes), tzinfo=UTC)
@@ -131,9 +129,10 @@ def test_twilio_21610_is_an_expected_outcome_and_remembered(
     assert aws.dead_letters() == [] and aws.refused() == []
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     item = aws.dynamodb.get_item(
-        TableName=CONTACTS_TABLE, Key={"pk": {"S": contact_key(THING, RECIPIENT)}}
+        TableName=CONTACTS_TABLE,
+        Key={contract.CONTACT_KEY_ATTRIBUTE: {"S": contract.contact_key(THING, RECIPIENT)}},
     )["Item"]
-    assert item["opted_out"] == {"BOOL": True}
+    assert item[contract.OPTED_OUT_ATTRIBUTE] == {"BOOL": True}
     # The next reply is not even attempted.
     assert runtime.handle(event("stopped-2"), FakeContext()) == {"outcome": "opted-out"}
     assert fresh_proxy.messages_accepted() == 0

@@ -17,7 +17,9 @@ from urllib.parse import parse_qs
 import pytest
 import requests
 
-from loop.prism import FaultProxy, LoopbackHttpClient, bracket_form_arrays, twilio_client
+from loop.twilio_loopback import LoopbackHttpClient, bracket_form_arrays, twilio_client
+from send_lambda.outbound import RECONCILE_CLOCK_SKEW
+from tests.doubles.twilio_faults import FaultProxy
 from tests.send.scenarios import (
     CLIENT_TIMEOUT,
     FAULT_CASES,
@@ -35,8 +37,6 @@ from tests.send.scenarios import (
     run_fault_case,
     slug,
 )
-
-from outbound import RECONCILE_CLOCK_SKEW  # isort: skip  (on sys.path through scenarios)
 
 CASES = {case.name: case for case in FAULT_CASES}
 
@@ -199,7 +199,7 @@ def test_unset_credentials_fail_the_invocation_so_it_is_retried(
     )
     delivery = deliver_async(build_runtime(aws, fresh_proxy.url), aws, event("early"))
     assert delivery.dead_lettered_by_lambda
-    assert delivery.errors == ["ValueError"] * (1 + RETRY_ATTEMPTS)
+    assert delivery.errors == ["MissingCredentials"] * (1 + RETRY_ATTEMPTS)
     assert fresh_proxy.exchanges == []
 
 

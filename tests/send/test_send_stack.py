@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
+from send_lambda.sender import TWILIO_TIMEOUT
 from tests.conftest import ENVIRONMENTS, Synthesized, cdk_context, synthesize
 from tests.send.scenarios import RETRY_ATTEMPTS
-
-from sender import TWILIO_TIMEOUT  # isort: skip  (lambdas/send is on sys.path via scenarios)
 
 FALLBACK = "https://fallback.example.com/sms"
 
@@ -66,7 +65,7 @@ def test_rule_invokes_the_send_lambda_and_sends_its_errors_to_a_queue(synth: Syn
     [rule] = of_type(synth, "AWS::IoT::TopicRule").values()
     payload = rule["Properties"]["TopicRulePayload"]
     assert payload["Sql"] == (
-        "SELECT Type, Id, To, Body, MediaUrl, Image, topic(2) AS thing FROM 'sms/+/outbound'"
+        "SELECT Type, Id, From, To, Body, MediaUrl, Image, topic(2) AS thing FROM 'sms/+/outbound'"
     )
     [action] = payload["Actions"]
     send_id, _ = send_function(synth)

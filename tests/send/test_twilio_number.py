@@ -7,8 +7,9 @@ contract, and the proxy records them so the tests can see what was asked of Twil
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,14 +18,15 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from aws_lambda_powertools.utilities import parameters
 
-from loop.prism import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, FaultProxy, LoopbackHttpClient
+from lambda_shared import twilio_rest
+from loop.twilio_loopback import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, LoopbackHttpClient
+from stacks.python_function import LAMBDAS_DIR
+from tests.conftest import ROOT
+from tests.doubles.twilio_faults import FaultProxy
 from tests.send.scenarios import FakeContext
-
-LAMBDA_DIR = Path(__file__).resolve().parents[2] / "lambdas" / "twilio_number"
-sys.path.insert(0, str(LAMBDA_DIR))
-
-from number_webhook import (  # noqa: E402
+from twilio_number_lambda.number_webhook import (
     Desired,
     NumberWebhookError,
     SmsWebhook,
@@ -40,17 +42,6 @@ PRISM_SID = "PN" + "a" * 32
 WEBHOOK = "https://abc123.execute-api.eu-west-1.amazonaws.com/v1/message"
 FALLBACK = "https://fallback.example.com/sms"
 SECRET = "text-device/test/twilio"
-
-
-def load_handler() -> ModuleType:
-    """lambdas/twilio_number/handler.py under its own name (the send Lambda has one too)."""
-    spec = importlib.util.spec_from_file_location(
-        "twilio_number_handler", LAMBDA_DIR / "handler.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -70,16 +61,24 @@ def handler(
             ),
         )
         monkeypatch.setenv("TWILIO_SECRET_NAME", SECRET)
-        module = load_handler()
-        module.use_http_client(lambda t: LoopbackHttpClient(fresh_proxy.url, timeout=t))
+        # A cold container whose Twilio client talks to Prism. Imported here, with a region
+        # set: crhelper builds its boto3 clients at import, as in Lambda.
+        from twilio_number_lambda import handler as module
+
+        module.twilio_clients.cache_clear()
+        parameters.clear_caches()  # type: ignore[no-untyped-call]
+        twilio_rest.use_transport(lambda t: LoopbackHttpClient(fresh_proxy.url, timeout=t))
         answers: list[dict[str, Any]] = []
-        send = module.helper._send
+        send = module.helper._send  # type: ignore[attr-defined]
 
         def capture(status: Any = None, reason: str = "", send_response: Any = None) -> None:
             send(status, reason, send_response=lambda _url, body, _verify: answers.append(body))
 
         monkeypatch.setattr(module.helper, "_send", capture)
-        yield module, answers
+        try:
+            yield module, answers
+        finally:
+            twilio_rest.use_transport(None)
 
 
 def cfn_event(request: str, **extra: Any) -> dict[str, Any]:
@@ -276,3 +275,36 @@ def test_physical_id_round_trip_and_foreign_ids() -> None:
     assert parse_physical_id(physical_id(PRISM_SID, webhook)) == (PRISM_SID, webhook)
     for foreign in ("", "abc", "twilio-number:PNxyz:e30=", f"twilio-number:{PRISM_SID}:!!"):
         assert parse_physical_id(foreign) is None
+
+
+# -- The bundle ------------------------------------------------------------------------------
+
+BUNDLE_CHECK = """
+import json, sys
+sys.path[:0] = [{bundle!r}, {root!r}]
+import twilio, twilio_number_lambda.handler
+from twilio_number_lambda.number_webhook import find_number
+from loop.twilio_loopback import twilio_client
+assert twilio.__file__.startswith({bundle!r}), twilio.__file__
+print(find_number(twilio_client({url!r}), {number!r}).sid)
+"""
+
+
+def test_the_pruned_bundle_finds_a_number_through_twilio(
+    tmp_path: Path, fresh_proxy: FaultProxy
+) -> None:
+    from bench.receive_bench import build_bundle
+
+    bundle = build_bundle(LAMBDAS_DIR / "twilio_number_lambda", tmp_path / "bundle")
+    code = BUNDLE_CHECK.format(
+        bundle=str(bundle), root=str(ROOT), url=fresh_proxy.url, number=PRISM_NUMBER
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-B", "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "eu-west-1"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == [PRISM_SID]

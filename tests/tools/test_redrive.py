@@ -3,38 +3,34 @@ command line against moto (a deployed stack's outputs, its queues)."""
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
 import pytest
 
+import contract
+from loop.failure_records import rule_error_record
 from tools.redrive import QUEUE_OUTPUTS, classify, main
 
 EVENT = {"Type": "Outgoing", "Id": "m-1", "To": "+15551234567", "Body": "hi", "thing": "dev-a"}
 
 
 def lambda_record(condition: str, response: dict[str, Any]) -> str:
-    return json.dumps(
-        {
-            "version": "1.0",
-            "timestamp": "2026-12-01T12:00:00.000Z",
-            "requestContext": {"condition": condition, "approximateInvokeCount": 3},
-            "requestPayload": EVENT,
-            "responsePayload": response,
-        }
+    """A record as Lambda (or the send Lambda, same shape) puts it in a queue."""
+    record = contract.dead_letter_record(
+        EVENT,
+        condition=condition,
+        request_id="req-1",
+        function_arn="arn:aws:lambda:eu-west-1:123456789012:function:send",
+        error=response,
+        invoke_count=3,
     )
+    return json.dumps(record)
 
 
 def rule_record(payload: bytes) -> str:
-    return json.dumps(
-        {
-            "ruleName": "OutboundRule",
-            "topic": "sms/dev-a/outbound",
-            "base64OriginalPayload": base64.b64encode(payload).decode(),
-            "failures": [{"failedAction": "LambdaAction", "errorMessage": "Throttled"}],
-        }
-    )
+    """A record as the topic rule's error action writes it (the local loop's model)."""
+    return json.dumps(rule_error_record("OutboundRule", "sms/dev-a/outbound", payload, "Throttled"))
 
 
 @pytest.mark.parametrize(
@@ -79,7 +75,7 @@ def test_every_format_is_classified_with_its_reason(body: str, retry: bool, reas
     if retry:
         assert letter.topic == "sms/dev-a/outbound"
         assert letter.payload is not None and "thing" not in letter.payload
-        assert letter.marker_id == "attempt#dev-a#m-1"
+        assert letter.idempotency_key == "dev-a#m-1"
 
 
 STACK_TEMPLATE = {

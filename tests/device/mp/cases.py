@@ -5,7 +5,7 @@
 Each case_* function raises AssertionError on failure. No typing imports, no
 pathlib or contextlib: MicroPython has neither.
 """
-# ruff: noqa: PTH102, PTH123, SIM105
+# ruff: noqa: PTH102, PTH107, PTH123, PTH208, SIM105
 
 import json
 
@@ -20,6 +20,7 @@ PHONE = "+15551234567"
 T_IN = b"sms/dev-1/inbound"
 T_OUT = b"sms/dev-1/outbound"
 T_SHADOW = b"$aws/things/dev-1/shadow/update"
+T_JOBS = b"$aws/things/dev-1/jobs/notify-next"
 OOZY = "Oozy rat in a sanitary zoo."
 TMP = "/tmp"  # the host points this at pytest's tmp_path
 BOARD = "/board"  # where device/board is mounted; the host points it at the real folder
@@ -55,8 +56,9 @@ class Rig:
         self.n = 0
         fakes.WDT.made = []
         self.dev = smslink.Device(
-            config(**cfg), handle or app.handle, self.broker.factory(), self.wlan, self.clock,
-            self.ntp, None, fakes.WDT, self.rand, b"\xde\xad", log=self.lines.append,
+            config=config(**cfg), handle=handle or app.handle, mqtt=self.broker.factory(),
+            wlan=self.wlan, clock=self.clock, ntp=self.ntp, wdt=fakes.WDT, rand=self.rand,
+            uid=b"\xde\xad", log=self.lines.append,
         )  # fmt: skip
 
     def rand(self) -> int:
@@ -68,7 +70,7 @@ class Rig:
 
     def connected(self) -> "Rig":
         self.dev.run(1)
-        assert self.dev.c is not None, self.lines
+        assert self.dev.client is not None, self.lines
         return self
 
 
@@ -206,9 +208,9 @@ def case_config_defaults() -> None:
     assert cfg["ca_file"] == "AmazonRootCA1.der" and cfg["boot_message"] is None
     assert cfg["shadow_interval_s"] == 300
     dev = Rig().dev
-    assert (dev.t_in, dev.t_out, dev.t_shadow) == (T_IN, T_OUT, T_SHADOW)
+    assert (dev.topic_in, dev.topic_out, dev.topic_shadow) == (T_IN, T_OUT, T_SHADOW)
     dev = Rig(topic_prefix="x").dev
-    assert dev.t_in == b"x/dev-1/inbound" and dev.t_out == b"x/dev-1/outbound"
+    assert dev.topic_in == b"x/dev-1/inbound" and dev.topic_out == b"x/dev-1/outbound"
     assert config(wifi_password="")["wifi_password"] == ""
     for bad in ('{"wifi_ssid":"a"}', "[]", "nope"):
         try:
@@ -254,7 +256,7 @@ def case_connect_and_reply() -> None:
     c = b.clients[0]
     assert (c.client_id, c.server, c.port, c.keepalive) == (THING, ENDPOINT, 8883, 60)
     assert b.connects == [(THING, False, 0)]  # clean_session=False
-    assert b.sessions[THING]["subs"] == {T_IN: 1}
+    assert b.sessions[THING]["subs"] == {T_IN: 1, T_JOBS: 1}
     assert rig.ntp.calls == 1
     assert len(b.outbound(T_SHADOW)) == 1
     b.deliver(T_IN, inbound())
@@ -334,7 +336,7 @@ def case_publish_drop_redelivers_same_id() -> None:
     b.deliver(T_IN, inbound("SMx"))
     b.fault("publish")  # the reply's publish fails: no PUBACK, broker keeps the message
     rig.dev.run(1)
-    assert rig.dev.c is None and rig.dev.fails == 1
+    assert rig.dev.client is None and rig.dev.fails == 1
     assert rig.clock.slept[-1] <= 1000
     assert any(ln.startswith("net: OSError 104") for ln in rig.lines)
     rig.dev.run(4)
@@ -372,7 +374,7 @@ def case_check_msg_error_reconnects_with_backoff() -> None:
     for a, w in enumerate(waits):
         assert smscore.backoff_ms(a, 0) <= w <= 2 * smscore.backoff_ms(a, 0)
     assert waits[3] >= 4000
-    assert rig.dev.c is not None and rig.dev.fails == 0
+    assert rig.dev.client is not None and rig.dev.fails == 0
     assert sum(rig.clock.slept) >= sum(waits)
 
 
@@ -380,11 +382,11 @@ def case_broker_down_long_never_exits() -> None:
     rig = Rig().connected()
     rig.broker.down = True
     rig.dev.run(30)
-    assert rig.dev.c is None and rig.dev.fails == 30
-    assert max(rig.clock.slept) <= smslink.SLICE_MS  # sleeps sliced so the watchdog is fed
+    assert rig.dev.client is None and rig.dev.fails == 30
+    assert max(rig.clock.slept) <= 500  # sleeps sliced (0.5 s) so the watchdog is fed
     rig.broker.down = False
     rig.dev.run(1)
-    assert rig.dev.c is not None
+    assert rig.dev.client is not None
 
 
 def case_wifi_flap() -> None:
@@ -393,20 +395,51 @@ def case_wifi_flap() -> None:
     rig.wlan.refuse = 2  # the next two joins time out
     rig.broker.deliver(T_IN, inbound("SMw"))
     rig.dev.run(1)
-    assert rig.dev.c is None
+    assert rig.dev.client is None
     assert "net: OSError 113" in rig.lines[-1]
     rig.dev.run(2)  # two Wi-Fi timeouts
     assert sum(1 for ln in rig.lines if "OSError 110" in ln) == 2
     rig.dev.run(3)
-    assert rig.wlan.connects == 4 and rig.dev.c is not None
+    assert rig.wlan.connects == 4 and rig.dev.client is not None
     assert [r["Id"] for r in rig.replies()] == ["SMw:r0"]
+
+
+def case_stalled_handshake_times_out_and_retries() -> None:
+    # A peer that accepts TCP but never answers the TLS/MQTT handshake: umqtt's
+    # connect(timeout=) gives up, the board logs, backs off and tries again.
+    rig = Rig()
+    rig.broker.stall = True
+    rig.broker.clock = rig.clock
+    rig.dev.run(3)  # fakes.Hang (a BaseException) would escape if connect could block forever
+    assert rig.dev.client is None and rig.dev.fails == 3
+    timeouts = [ln for ln in rig.lines if ln.startswith("net: OSError 110, retry in")]
+    assert len(timeouts) == 3, rig.lines
+    assert fakes.WDT.made == []  # the watchdog is still not armed
+    assert rig.broker.clients[0].port == 8883 or rig.broker.clients[0].port == 1883
+    rig.broker.stall = False
+    rig.dev.run(1)
+    assert rig.dev.client is not None and rig.dev.fails == 0
+    assert len(fakes.WDT.made) == 1
+
+
+def case_connect_without_timeout_would_hang() -> None:
+    # The fake itself: a connect without a timeout to a silent peer is a hang.
+    broker = fakes.Broker()
+    broker.stall = True
+    client = broker.factory()(THING, "e")
+    try:
+        client.connect(False)
+    except fakes.Hang:
+        pass
+    else:
+        raise AssertionError("no hang")
 
 
 def case_ntp_failure_then_recovery() -> None:
     rig = Rig()
     rig.ntp.fail = 2
     rig.dev.run(3)
-    assert rig.ntp.calls == 3 and rig.dev.c is not None
+    assert rig.ntp.calls == 3 and rig.dev.client is not None
     assert rig.broker.connects and len(rig.broker.connects) == 1
 
 
@@ -455,8 +488,9 @@ def case_boot_message_unique_ids() -> None:
     assert [p[4] for p in rig.broker.published if p[1] == T_OUT] == [1]  # QoS 1
     rig2 = Rig(boot_message=bm)
     rig2.n = 99  # another boot, another random
-    rig2.dev.__init__(rig2.dev.cfg, rig2.dev.handle, rig2.broker.factory(), rig2.wlan,
-                      rig2.clock, rig2.ntp, None, None, rig2.rand, b"\xde\xad")  # fmt: skip
+    rig2.dev.__init__(config=rig2.dev.config, handle=rig2.dev.handle, mqtt=rig2.broker.factory(),
+                      wlan=rig2.wlan, clock=rig2.clock, ntp=rig2.ntp, rand=rig2.rand,
+                      uid=b"\xde\xad")  # fmt: skip
     assert rig2.dev.id_prefix != rig.dev.id_prefix
     a = rig.dev.send(PHONE, "one")
     b = rig.dev.send(PHONE, "two")
@@ -466,7 +500,7 @@ def case_boot_message_unique_ids() -> None:
 def case_stop_flag_and_max_iter() -> None:
     rig = Rig()
     rig.dev.run(7)
-    assert rig.dev.c is not None  # max_iter keeps the session
+    assert rig.dev.client is not None  # max_iter keeps the session
 
     def handle(m: dict) -> object:
         rig.dev.stop()
@@ -475,7 +509,7 @@ def case_stop_flag_and_max_iter() -> None:
     rig.dev.handle = handle
     rig.broker.deliver(T_IN, inbound("SMs"))
     rig.dev.run(0)  # forever, until the app calls stop()
-    assert rig.dev.c is None and not rig.broker.clients[0].connected
+    assert rig.dev.client is None and not rig.broker.clients[0].connected
     assert [r["Body"] for r in rig.replies()] == ["bye"]
 
 
@@ -485,6 +519,7 @@ def case_main_wires_real_modules() -> None:
     clock = fakes.Clock()
     wlan = fakes.WLAN(clock)
     broker = fakes.Broker(wlan)
+    broker.jobs = fakes.Jobs(THING)
     ntp = fakes.NTP()
     tls = fakes.TLS()
     d = TMP + "/smsdev_main"
@@ -545,6 +580,7 @@ def case_main_py_boots_and_drops_boot_code() -> None:
     clock = fakes.Clock()
     wlan = fakes.WLAN(clock)
     broker = fakes.Broker(wlan)
+    broker.jobs = fakes.Jobs(THING)
     d = TMP + "/smsdev_boot"
     try:
         os.mkdir(d)
@@ -588,3 +624,351 @@ def names() -> list:
     """All case names, in file order where the port keeps it."""
     g = globals()
     return sorted(k for k in g if k.startswith("case_"))
+
+
+# --- over-the-air updates ---------------------------------------------------
+
+APPS = "/t/apps"  # compiled test apps (.mpy); under CPython the host puts source there
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _write(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _sha256(data: bytes) -> str:
+    import binascii
+    import hashlib
+
+    return str(binascii.hexlify(hashlib.sha256(data).digest()), "ascii")
+
+
+class OtaRig:
+    """A board booted by smsboot from its own folder, with AWS IoT Jobs and streams faked.
+
+    A reset (machine.reset) or a power cut boots it again from what is on its
+    "flash" (the folder): modules are imported afresh, the broker keeps the session.
+    """
+
+    def __init__(self, name: str, app: str = "app") -> None:
+        import os
+        import sys
+
+        self.root = TMP + "/" + name + "/"
+        try:
+            os.mkdir(self.root[:-1])
+        except OSError:
+            pass
+        for leftover in os.listdir(self.root[:-1]):
+            os.remove(self.root + leftover)
+        self.old = _read(APPS + "/" + app + ".mpy")
+        _write(self.root + "app.mpy", self.old)
+        for der in ("device.crt.der", "device.key.der", "AmazonRootCA1.der"):
+            _write(self.root + der, b"x")
+        cfg = {"wifi_ssid": "lab", "wifi_password": "pw", "endpoint": ENDPOINT, "thing": THING,
+               "cert_file": self.root + "device.crt.der", "key_file": self.root + "device.key.der",
+               "ca_file": self.root + "AmazonRootCA1.der"}  # fmt: skip
+        _write(self.root + "config.json", json.dumps(cfg).encode())
+        self.clock = fakes.Clock()
+        self.wlan = fakes.WLAN(self.clock)
+        self.broker = fakes.Broker(self.wlan)
+        self.jobs = fakes.Jobs(THING)
+        self.broker.jobs = self.jobs
+        self.lines = []
+        self.boots = 0
+        self.resets = 0
+        self.cuts = 0
+        # os as the firmware sees it: renames and removes counted for power cuts
+        self.os = fakes.FileOps(os)
+        sys.modules["os"] = self.os
+        sys.path.insert(0, self.root[:-1])
+        self.boot()
+
+    def __enter__(self) -> "OtaRig":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        import sys
+
+        sys.path.remove(self.root[:-1])
+        sys.modules.pop("app", None)
+        sys.modules["os"] = self.os.real
+
+    def cut_power_at(self, op: int) -> None:
+        """Make the op-th file rename or remove from now on a power cut."""
+        self.os.count = 0
+        self.os.cut_at = op
+
+    def boot(self) -> None:
+        import sys
+
+        while True:
+            self.boots += 1
+            sys.modules.pop("app", None)  # a restart loads the app from flash again
+            old = fakes.install(self.broker, self.wlan, fakes.NTP())
+            try:
+                self.dev = smsboot.build(self.root + "config.json", self.clock, fakes.TLS(),
+                                         self.root, fakes.reset)  # fmt: skip
+                break
+            except fakes.Reset:  # smsboot rolled back an app that failed to import
+                self.resets += 1
+            finally:
+                fakes.uninstall(old)
+        self.dev.log = self.lines.append
+
+    def run(self, turns: int) -> None:
+        """Run the loop; a reset or power cut boots the board again, as the real one does."""
+        for _ in range(turns):
+            try:
+                self.dev.run(1)
+            except fakes.Reset:
+                self.resets += 1
+                self.boot()
+            except fakes.PowerCut:
+                self.cuts += 1
+                self.boot()
+
+    def app_file(self) -> bytes:
+        return _read(self.root + "app.mpy")
+
+    def files(self) -> list:
+        import os
+
+        return sorted(n for n in os.listdir(self.root[:-1]) if n[:3] in ("app", "ota"))
+
+    def offer(self, job_id: str, payload: bytes, **wrong: object) -> dict:
+        """Queue an app-update job for payload and notify the board.
+
+        wrong: a file entry key (name, size, sha256), a job document key, or
+        thing (the execution's thingName), to make the job wrong in that way.
+        """
+        stream = "stream-" + job_id
+        self.jobs.streams[stream] = {0: payload}
+        entry = {"name": "app.mpy", "fileId": 0, "size": len(payload), "sha256": _sha256(payload)}
+        doc = {"operation": "app-update", "streamId": stream, "files": [entry]}
+        thing = wrong.pop("thing", None)
+        for key in wrong:
+            (entry if key in entry else doc)[key] = wrong[key]
+        execution = self.jobs.queue(job_id, doc, thing)
+        self.jobs.notify(self.broker)
+        return execution
+
+    def update(self, job_id: str, payload: bytes, **offer: object) -> None:
+        """Connect, offer an update job for payload, and run until the board has handled it."""
+        self.run(2)
+        self.offer(job_id, payload, **offer)
+        self.run(3)
+
+    def texts(self, sms_id: str, body: str = OOZY) -> list:
+        """Text the board and return the bodies it answered that message with."""
+        self.broker.deliver(T_IN, inbound(sms_id, body))
+        self.run(4)
+        return [r["Body"] for r in self.replies() if r["Id"] == sms_id + ":r0"]
+
+    def replies(self) -> list:
+        return [json.loads(str(m, "utf-8")) for m in self.broker.outbound(T_OUT)]
+
+
+REVERSED = ".ooz yratinas a ni tar yzoO"
+UPPER = "OOZY RAT IN A SANITARY ZOO."
+
+
+def case_ota_steady_state_imports_no_update_code() -> None:
+    import sys
+
+    with OtaRig("ota_idle") as rig:
+        rig.run(3)  # connects, asks AWS IoT Jobs once (nothing queued), serves
+        assert rig.dev.client is not None and "smsota" not in sys.modules
+        assert "smstrial" not in sys.modules
+        assert rig.broker.sessions[THING]["subs"][T_JOBS] == 1
+        assert rig.texts("SMi") == [REVERSED]
+        assert "smsota" not in sys.modules
+        assert rig.files() == ["app.mpy"]
+
+
+def case_ota_good_update() -> None:
+    with OtaRig("ota_good") as rig:
+        rig.run(2)
+        new = _read(APPS + "/upper.mpy")
+        assert len(new) > 1024  # several blocks
+        rig.offer("job-1", new)
+        rig.broker.deliver(T_IN, inbound("SMd"))  # an SMS during the download is served
+        rig.run(3)
+        assert rig.resets == 1 and rig.app_file() == new
+        assert [r["Body"] for r in rig.replies() if r["Id"] == "SMd:r0"] == [REVERSED]
+        assert rig.jobs.status("job-1") == "IN_PROGRESS"  # on probation until a message
+        assert rig.texts("SMu") == [UPPER]
+        rig.run(2)
+        assert rig.jobs.status("job-1") == "SUCCEEDED"
+        statuses = [u[1] for u in rig.jobs.updates]
+        assert statuses == ["IN_PROGRESS", "SUCCEEDED"], rig.jobs.updates
+        assert rig.jobs.updates[0][2] == {"step": "restarting"}
+        assert rig.files() == ["app.mpy"]  # no .new, .old or journal left
+        assert rig.jobs.blocks == (len(new) + 1023) // 1024
+        assert "ota: job SUCCEEDED" in rig.lines
+
+
+def case_ota_probation_window_passes_without_messages() -> None:
+    import smstrial
+
+    with OtaRig("ota_window") as rig:
+        rig.update("job-w", _read(APPS + "/upper.mpy"))
+        assert rig.resets == 1 and rig.jobs.status("job-w") == "IN_PROGRESS"
+        rig.clock.advance(smstrial.PROBATION_MS + 1000)
+        rig.run(3)
+        assert rig.jobs.status("job-w") == "SUCCEEDED"
+        assert rig.texts("SMw") == [UPPER]
+        assert rig.files() == ["app.mpy"]
+
+
+def _rejected(folder: str, reason: str, **offer: object) -> None:
+    with OtaRig(folder) as rig:
+        rig.update("job-x", _read(APPS + "/upper.mpy"), **offer)
+        assert rig.jobs.status("job-x") == "REJECTED", rig.jobs.updates
+        assert rig.jobs.updates[-1][2] == {"reason": reason}, rig.jobs.updates
+        assert rig.resets == 0 and rig.app_file() == rig.old
+        assert rig.files() == ["app.mpy"]  # nothing written beside it is left
+        assert rig.texts("SMr") == [REVERSED]
+
+
+def case_ota_bad_hash_rejected() -> None:
+    _rejected("ota_hash", "bad sha256", sha256="0" * 64)
+
+
+def case_ota_wrong_size_rejected() -> None:
+    new = _read(APPS + "/upper.mpy")
+    _rejected("ota_big", "wrong size", size=len(new) + 10)
+    _rejected("ota_small", "wrong size", size=len(new) - 10)
+    # A size at a block boundary short of the file's end: what was fetched fails the hash.
+    _rejected("ota_edge", "bad sha256", size=1024)
+
+
+def case_ota_foreign_thing_rejected() -> None:
+    with OtaRig("ota_foreign") as rig:
+        rig.update("job-f", _read(APPS + "/upper.mpy"), thing="dev-2")
+        assert rig.jobs.updates == [("job-f", "REJECTED", {"reason": "foreign thing"})]
+        assert rig.jobs.blocks == 0 and rig.app_file() == rig.old
+
+
+def case_ota_bad_documents_rejected() -> None:
+    for name in ("../main.mpy", "smslink.mpy", "main.mpy", "app.py", "a/b.mpy", ".mpy",
+                 "App.mpy", "9lives.mpy", 7):  # fmt: skip
+        _rejected("ota_name", "bad file name", name=name)
+    _rejected("ota_op", "unknown operation", operation="firmware-update")
+    _rejected("ota_sha", "bad sha256", sha256="A" * 64)
+    _rejected("ota_stream", "bad streamId", streamId="")
+    _rejected("ota_files", "bad files", files=[])
+    _rejected("ota_huge", "too big", size=1 << 40)
+
+
+def case_ota_power_cut_mid_download() -> None:
+    with OtaRig("ota_cut") as rig:
+        rig.run(2)
+        new = _read(APPS + "/upper.mpy")
+        rig.offer("job-c", new)
+        rig.jobs.cut_after_blocks = 1  # the power goes while the second block is on its way
+        for _ in range(5):
+            if not rig.cuts:
+                rig.run(1)
+        assert rig.cuts == 1 and rig.app_file() == rig.old, (
+            rig.cuts,
+            rig.resets,
+            rig.lines,
+            rig.files(),
+        )
+        assert "app.mpy.new" in rig.files()  # half written, never used
+        assert rig.texts("SMc") == [REVERSED]  # booted the old app; then it asked for the job
+        assert rig.resets == 1 and rig.app_file() == new
+        assert rig.texts("SMc2") == [UPPER]
+        rig.run(2)
+        assert rig.jobs.status("job-c") == "SUCCEEDED" and rig.files() == ["app.mpy"]
+
+
+def case_ota_power_cut_at_every_file_step() -> None:
+    # Cut the power before each rename/remove of the whole update, one run each:
+    # every boot finds the old app or the new one, and the job still ends well.
+    new = _read(APPS + "/upper.mpy")
+    op = 1
+    while True:
+        with OtaRig("ota_step") as rig:
+            rig.run(2)
+            rig.offer("job-s", new)
+            rig.cut_power_at(op)
+            for _ in range(6):
+                rig.run(1)
+                assert rig.app_file() in (rig.old, new), op
+            for i in range(3):
+                rig.texts("SMs" + str(i))
+                assert rig.app_file() in (rig.old, new), op
+            rig.run(3)
+            assert rig.jobs.status("job-s") == "SUCCEEDED", (op, rig.jobs.updates, rig.lines)
+            assert rig.app_file() == new and rig.files() == ["app.mpy"], op
+            cut = rig.cuts
+        if not cut:
+            break  # the update has fewer file steps than op: all were covered
+        op += 1
+    assert op > 6, op
+
+
+def case_ota_app_failing_import_rolled_back() -> None:
+    with OtaRig("ota_import") as rig:
+        rig.run(2)
+        rig.offer("job-i", _read(APPS + "/broken_import.mpy"))
+        rig.run(4)
+        assert rig.resets == 2  # into the new app, which fails; back to the old one
+        assert rig.app_file() == rig.old
+        assert rig.jobs.status("job-i") == "FAILED"
+        reason = rig.jobs.updates[-1][2]["reason"]  # CPython names the ImportError's subclass
+        assert reason in ("import ImportError", "import ModuleNotFoundError"), rig.jobs.updates
+        assert rig.files() == ["app.mpy"]
+        assert rig.texts("SMo") == [REVERSED]
+
+
+def case_ota_app_failing_first_message_rolled_back() -> None:
+    with OtaRig("ota_message") as rig:
+        rig.update("job-m", _read(APPS + "/broken_message.mpy"))
+        assert rig.resets == 1 and rig.jobs.status("job-m") == "IN_PROGRESS"
+        # The first message makes the new app raise: the board restores the old
+        # app and restarts before acknowledging it, so the old app answers it.
+        assert rig.texts("SMf") == [REVERSED]
+        assert rig.resets == 2 and rig.app_file() == rig.old
+        rig.run(2)
+        assert rig.jobs.status("job-m") == "FAILED"
+        assert rig.jobs.updates[-1][2] == {"reason": "app KeyError"}, rig.jobs.updates
+        assert rig.files() == ["app.mpy"]
+
+
+def case_ota_power_cut_during_rollback() -> None:
+    new = _read(APPS + "/broken_message.mpy")
+    for op in (1, 2, 3):  # the journal's "rollback", the restoring rename, the journal's "failed"
+        with OtaRig("ota_rbcut") as rig:
+            rig.update("job-r", new)
+            assert rig.resets == 1
+            rig.cut_power_at(op)
+            rig.broker.deliver(T_IN, inbound("SMp"))
+            rig.run(1)
+            assert rig.cuts == 1, op
+            # Cut before "rollback" was journaled, the new app is still on trial and
+            # fails again on the redelivered message; after, the boot finishes the rollback.
+            assert rig.app_file() == (new if op == 1 else rig.old), op
+            rig.run(4)
+            assert rig.app_file() == rig.old, op
+            assert rig.jobs.status("job-r") == "FAILED", (op, rig.jobs.updates)
+            assert [r["Body"] for r in rig.replies() if r["Id"] == "SMp:r0"] == [REVERSED]
+            assert rig.files() == ["app.mpy"]
+
+
+def case_ota_no_answer_keeps_serving() -> None:
+    with OtaRig("ota_silent") as rig:
+        rig.jobs.silent = True  # AWS IoT never answers the jobs topics
+        rig.run(2)
+        assert any(ln.startswith("ota: no answer to jobs/start-next") for ln in rig.lines)
+        assert rig.texts("SMn") == [REVERSED] and rig.dev.fails == 0

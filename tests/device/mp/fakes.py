@@ -6,6 +6,8 @@ This file runs under MicroPython (WebAssembly port) and CPython: no typing
 imports, annotations only with builtin names (MicroPython ignores them).
 """
 
+import binascii
+import json
 import sys
 
 TICKS_PERIOD = 1 << 30  # MicroPython's ticks wrap here on the ESP8266
@@ -20,6 +22,9 @@ class Clock:
 
     def ticks_ms(self) -> int:
         return self.now % TICKS_PERIOD
+
+    def ticks_add(self, ticks: int, delta: int) -> int:
+        return (ticks + delta) % TICKS_PERIOD
 
     def ticks_diff(self, a: int, b: int) -> int:
         half = TICKS_PERIOD // 2
@@ -85,6 +90,9 @@ class Broker:
         self.clients = []
         self.pings = 0
         self.down = False
+        self.stall = False  # TCP/TLS handshakes that never get an answer
+        self.clock = None  # set to let a stalled connect spend its timeout
+        self.jobs = None  # a Jobs: answers the jobs and streams topics
 
     def fault(self, op: str, n: int = 1) -> None:
         self.faults[op] = self.faults.get(op, 0) + n
@@ -142,9 +150,17 @@ class Broker:
                 assert 0 <= qos <= 2 and topic
                 self.lw = (topic, msg, retain, qos)
 
-            def connect(self, clean_session: bool = True) -> int:
+            def connect(self, clean_session: bool = True, timeout: object = None) -> int:
                 if broker.down or (broker.wlan is not None and not broker.wlan.isconnected()):
                     raise OSError(113)
+                if broker.stall:
+                    # umqtt.simple sets the socket's timeout to `timeout` for the
+                    # handshake; without one, a peer that never answers blocks forever.
+                    if timeout is None:
+                        raise Hang("connect() without a timeout would block forever")
+                    if broker.clock is not None:
+                        broker.clock.advance(int(timeout * 1000))
+                    raise OSError(110)  # ETIMEDOUT
                 broker.take("connect")
                 cid = self.client_id
                 present = 0
@@ -171,6 +187,8 @@ class Broker:
                 assert isinstance(msg, (bytes, bytearray)), "payload must be bytes"
                 self._alive("publish")
                 broker.published.append((self.client_id, topic, bytes(msg), retain, qos))
+                if broker.jobs is not None:
+                    broker.jobs.request(broker, topic, bytes(msg))
 
             def subscribe(self, topic: bytes, qos: int = 0) -> None:
                 assert self.cb is not None, "Subscribe callback is not set"
@@ -197,6 +215,165 @@ class Broker:
                 return self.check_msg()
 
         return MQTTClient
+
+
+class Hang(BaseException):
+    """The board would wait forever here (a test failure, never caught by firmware)."""
+
+
+class Reset(BaseException):
+    """machine.reset(): nothing after it runs; the test boots the board again."""
+
+
+class PowerCut(BaseException):
+    """The power goes at this point: nothing after it runs, files stay as they are."""
+
+
+def reset() -> None:
+    raise Reset()
+
+
+class Jobs:
+    """AWS IoT Jobs and MQTT-based file delivery (JSON) for one thing, in memory.
+
+    Answers what the device publishes on $aws/things/{thing}/jobs/... and
+    .../streams/... the way AWS IoT does, through the broker's delivery.
+    """
+
+    def __init__(self, thing: str) -> None:
+        self.thing = thing
+        self.prefix = "$aws/things/" + thing + "/"
+        self.executions = []  # dicts: jobId, thingName, jobDocument, status, statusDetails...
+        self.streams = {}  # stream id -> {file id: bytes}
+        self.updates = []  # (jobId, status, statusDetails) in order
+        self.blocks = 0  # data/json messages sent
+        self.block_bytes = 0  # their payload bytes
+        self.cut_after_blocks = None  # raise PowerCut when the device asks for one more
+        self.silent = False  # AWS IoT never answers
+
+    def queue(self, job_id: str, document: dict, thing: object = None) -> dict:
+        execution = {"jobId": job_id, "thingName": thing or self.thing,
+                     "jobDocument": document, "status": "QUEUED", "versionNumber": 1,
+                     "executionNumber": 1, "statusDetails": {}}  # fmt: skip
+        self.executions.append(execution)
+        return execution
+
+    def notify(self, broker: object) -> None:
+        """Publish notify-next, as AWS IoT does when the next job changes."""
+        pending = self.pending()
+        body = {"timestamp": 1}
+        if pending is not None:
+            body["execution"] = pending
+        broker.deliver((self.prefix + "jobs/notify-next").encode(), json.dumps(body).encode())
+
+    def pending(self) -> object:
+        for execution in self.executions:
+            if execution["status"] in ("QUEUED", "IN_PROGRESS"):
+                return execution
+        return None
+
+    def status(self, job_id: str) -> str:
+        for execution in self.executions:
+            if execution["jobId"] == job_id:
+                return execution["status"]
+        return ""
+
+    def reply(self, broker: object, topic: str, body: dict) -> None:
+        broker.deliver((self.prefix + topic).encode(), json.dumps(body).encode(), 0)
+
+    def request(self, broker: object, topic: bytes, raw: bytes) -> None:
+        topic = str(topic, "utf-8")
+        if not topic.startswith(self.prefix) or self.silent:
+            return
+        topic = topic[len(self.prefix) :]
+        body = json.loads(raw)
+        if topic == "jobs/start-next":
+            answer = {"clientToken": body["clientToken"], "timestamp": 2}
+            pending = self.pending()
+            if pending is not None:
+                pending["status"] = "IN_PROGRESS"
+                pending["statusDetails"] = body.get("statusDetails", {})
+                answer["execution"] = pending
+            self.reply(broker, "jobs/start-next/accepted", answer)
+        elif topic.startswith("jobs/") and topic.endswith("/update"):
+            job_id = topic[5:-7]
+            for execution in self.executions:
+                if execution["jobId"] == job_id and execution["status"] == "IN_PROGRESS":
+                    execution["status"] = body["status"]
+                    execution["statusDetails"] = body.get("statusDetails", {})
+                    self.updates.append((job_id, body["status"], execution["statusDetails"]))
+                    answer = {"clientToken": body.get("clientToken"), "timestamp": 3}
+                    self.reply(broker, topic + "/accepted", answer)
+                    return
+            self.reply(broker, topic + "/rejected", {"clientToken": body.get("clientToken"),
+                       "code": "InvalidStateTransition", "message": "not in progress"})  # fmt: skip
+        elif topic.startswith("streams/") and topic.endswith("/get/json"):
+            stream_id = topic[8:-9]
+            files = self.streams.get(stream_id)
+            base = "streams/" + stream_id
+            if files is None or body["f"] not in files:
+                self.reply(
+                    broker,
+                    base + "/rejected/json",
+                    {"o": "ResourceNotFound", "m": "no such stream", "c": body["c"]},
+                )
+                return
+            data = files[body["f"]]
+            size = body["l"]
+            assert 256 <= size <= 131072, "AWS IoT takes block sizes of 256..131072"
+            for index in range(body["o"], body["o"] + body.get("n", 1)):
+                if index * size >= len(data):
+                    self.reply(
+                        broker,
+                        base + "/rejected/json",
+                        {"o": "BlockOutOfBounds", "m": "offset", "c": body["c"]},
+                    )
+                    return
+                if self.cut_after_blocks is not None and self.blocks >= self.cut_after_blocks:
+                    self.cut_after_blocks = None
+                    raise PowerCut()
+                block = data[index * size : (index + 1) * size]
+                payload = {"c": body["c"], "f": body["f"], "l": len(block), "i": index,
+                           "p": str(binascii.b2a_base64(block), "ascii").strip()}  # fmt: skip
+                raw = json.dumps(payload).encode()
+                self.blocks += 1
+                self.block_bytes += len(raw)
+                broker.deliver((self.prefix + base + "/data/json").encode(), raw, 0)
+
+
+class FileOps:
+    """os with rename/remove counted: a PowerCut before operation number `cut_at`."""
+
+    def __init__(self, real: object) -> None:
+        self.real = real
+        self.count = 0
+        self.cut_at = None
+
+    def _tick(self) -> None:
+        self.count += 1
+        if self.cut_at is not None and self.count >= self.cut_at:
+            self.cut_at = None
+            raise PowerCut()
+
+    def rename(self, a: str, b: str) -> None:
+        self._tick()
+        self.real.rename(a, b)
+
+    def remove(self, path: str) -> None:
+        self._tick()
+        self.real.remove(path)
+
+    def stat(self, path: str) -> object:
+        return self.real.stat(path)
+
+    def statvfs(self, path: str) -> object:
+        return self.real.statvfs(path)
+
+    def listdir(self, path: str) -> list:
+        return self.real.listdir(path)
+
+    def mkdir(self, path: str) -> None:
+        self.real.mkdir(path)
 
 
 class NTP:
@@ -278,6 +455,7 @@ def install(broker: object, wlan: object, ntp: object) -> dict:
     mach = Module()
     mach.WDT = WDT
     mach.unique_id = lambda: b"\x01\x02\xab\xcd"
+    mach.reset = reset
     umqtt = Module()
     simple = Module()
     simple.MQTTClient = broker.factory()

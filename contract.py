@@ -1,0 +1,325 @@
+"""The contract every part of the system agrees on, defined once (standard library only).
+
+Topics, message fields and their limits, phone-number and thing-name shapes, the webhook
+fields that may be forwarded to a device, the names of the stack, its secret and outputs,
+the device's CSR file, the topic rule's field list and the dead-letter record. The stacks,
+every Lambda bundle (copied in beside the handler), the device tool and the local loop
+import it. The firmware (MicroPython, on the board) cannot: it builds the same topics from
+the prefix the device tool writes into its configuration, and the end-to-end tests run it
+against the synthesized stack's device policy and topic rule.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeGuard
+
+# -- Topics -------------------------------------------------------------------------------------
+
+DEFAULT_TOPIC_PREFIX = "sms"
+TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""One MQTT topic level (the prefix): no wildcard, no separator, nothing reserved for AWS."""
+THING_LEVEL = 2
+"""Level of the thing name in `{prefix}/{thing}/...` (IoT SQL's `topic(2)`)."""
+
+
+def inbound_topic(prefix: str, thing: str) -> str:
+    """The topic a device receives its messages on (the receive Lambda publishes there)."""
+    return f"{prefix}/{thing}/inbound"
+
+
+def outbound_topic(prefix: str, thing: str) -> str:
+    """The topic a device publishes its messages on (the topic rule reads it)."""
+    return f"{prefix}/{thing}/outbound"
+
+
+# -- Things and numbers ---------------------------------------------------------------------------
+
+THING_NAME = re.compile(r"^[A-Za-z0-9_:-]{1,128}$")
+"""AWS IoT thing names: letters, digits, colon, underscore, hyphen; 128 characters at most."""
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+"""A phone number in E.164 form: `+`, a country code that does not start with 0, 7-15 digits."""
+
+
+def is_e164(value: object) -> TypeGuard[str]:
+    """True for a string that is an E.164 phone number."""
+    return isinstance(value, str) and E164.match(value) is not None
+
+
+# -- Messages -----------------------------------------------------------------------------------
+
+INBOUND_TYPE = "Incoming"
+"""`Type` of a message the cloud hands a device."""
+OUTBOUND_TYPE = "Outgoing"
+"""`Type` of a message a device asks the cloud to send."""
+DEFAULT_BODY_LIMIT = 160
+"""Longest inbound body (characters) forwarded to a device unless configured otherwise."""
+MAX_BODY_CHARACTERS = 1600
+"""Twilio's limit for one message (it splits longer text into segments up to this)."""
+MAX_MEDIA = 10
+"""Twilio's limit of media per message, both ways."""
+MAX_URL_LENGTH = 2048
+"""Longest media URL a device may send."""
+MESSAGE_ID = re.compile(r"^[!-~]{1,128}$")
+"""A device's message `Id`: printable ASCII without spaces, bounded (it becomes a table key)."""
+
+OUTBOUND_FIELDS = ("Type", "Id", "From", "To", "Body", "MediaUrl", "Image")
+"""What the topic rule selects from a device's message, and all the send Lambda reads.
+
+Listed rather than `*`: with `SELECT *, topic(2) AS thing` a device could put its own
+`thing` key in the payload and send from another device's number. `From` is selected so
+the send Lambda can refuse a device that names a number other than its own; `Image` is the
+classic tutorial's name for `MediaUrl`."""
+THING_FIELD = "thing"
+"""Added to the outbound event by the topic rule: the publishing thing, from the topic."""
+
+
+def outbound_rule_sql(prefix: str) -> str:
+    """The topic rule's query: every device's outbound messages, with the thing's name."""
+    fields = ", ".join(OUTBOUND_FIELDS)
+    topic = outbound_topic(prefix, "+")
+    # IoT SQL built from a validated topic level (TOPIC_LEVEL) and constants, not user input.
+    return f"SELECT {fields}, topic({THING_LEVEL}) AS {THING_FIELD} FROM '{topic}'"  # noqa: S608
+
+
+def encode_message(message: Mapping[str, Any]) -> bytes:
+    """A message as its MQTT payload: UTF-8 JSON with raw non-ASCII text.
+
+    Never `\\uXXXX` escapes: MicroPython's `json.loads` turns an escaped surrogate pair
+    into two broken characters instead of one emoji.
+    """
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# -- Webhook fields a device may also receive ------------------------------------------------------
+
+_SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
+_COUNT = re.compile(r"[0-9]{1,4}")
+_COUNTRY = re.compile(r"([A-Z]{2})?")
+_FREE_TEXT_LIMIT = 256
+
+
+def is_sid(value: str, prefix: str | None = None) -> bool:
+    """True for a Twilio SID (two capitals, 32 hex digits), of `prefix` if given."""
+    return _SID.fullmatch(value) is not None and (prefix is None or value.startswith(prefix))
+
+
+def is_count(value: str) -> bool:
+    """True for a small decimal count (NumMedia, NumSegments): 1-4 digits."""
+    return _COUNT.fullmatch(value) is not None
+
+
+def _free_text(value: str) -> bool:
+    return len(value) <= _FREE_TEXT_LIMIT
+
+
+def _country(value: str) -> bool:
+    return _COUNTRY.fullmatch(value) is not None
+
+
+FORWARDABLE_FIELDS: Mapping[str, Callable[[str], bool]] = {
+    "AccountSid": lambda v: is_sid(v, "AC"),
+    "MessagingServiceSid": lambda v: is_sid(v, "MG"),
+    "NumSegments": is_count,
+    "NumMedia": is_count,
+    "ReferralNumMedia": is_count,
+    "SmsStatus": lambda v: re.fullmatch(r"[a-z_-]{1,32}", v) is not None,
+    "ApiVersion": lambda v: re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", v) is not None,
+    "FromCity": _free_text,
+    "FromState": _free_text,
+    "FromZip": _free_text,
+    "FromCountry": _country,
+    "ToCity": _free_text,
+    "ToState": _free_text,
+    "ToZip": _free_text,
+    "ToCountry": _country,
+    "OptOutType": lambda v: re.fullmatch(r"[A-Z]{1,32}", v) is not None,
+    "ProfileName": _free_text,
+    "WaId": lambda v: re.fullmatch(r"(\+?[0-9]{1,20})?", v) is not None,
+}
+"""Webhook parameters Twilio documents for incoming messages that an environment may
+forward to its devices (`extra_fields`), each with the check its value must pass: Twilio's
+signature concatenates names and values without separators, so every forwarded field's
+shape is checked."""
+
+
+# -- Contacts and the outbound policy -----------------------------------------------------------
+
+CONTACTS_TABLE_VARIABLE = "CONTACTS_TABLE"
+"""The environment variable naming the Contacts table (set on the receive and send Lambdas)."""
+CONTACT_KEY_ATTRIBUTE = "pk"
+LAST_INBOUND_ATTRIBUTE = "last_inbound_at"
+"""Epoch seconds of the last accepted message from the number (opens the reply window)."""
+OPTED_OUT_ATTRIBUTE = "opted_out"
+"""True after STOP until START: the send Lambda never texts the number (Twilio's 21610)."""
+CONTACT_EXPIRY_ATTRIBUTE = "expires_at"
+"""DynamoDB TTL (epoch seconds) of a Contacts item: a contact, or a send counter (a day
+and an hour after its day)."""
+
+
+def contact_key(thing: str, number: str) -> str:
+    """The Contacts item of `number` texting `thing`: `{thing}#{number}`."""
+    return f"{thing}#{number}"
+
+
+def send_counter_key(thing: str, now: float) -> str:
+    """The Contacts item counting `thing`'s sends on the UTC day of `now` (epoch seconds).
+
+    `#sent#` never occurs in a contact key (a number follows the first `#` there).
+    """
+    return f"{thing}#sent#{datetime.fromtimestamp(now, UTC):%Y%m%d}"
+
+
+SEND_COUNTER_DAY_ATTRIBUTE = "day"
+"""The day's count in a send counter item (beside one `mHHMM` count per minute)."""
+DEFAULT_REPLY_WINDOW_DAYS = 30
+"""A device may text a number that texted it within this many days, unless configured."""
+DEFAULT_SEND_LIMIT_PER_MINUTE = 10
+DEFAULT_SEND_LIMIT_PER_DAY = 200
+"""Per-device send caps unless configured (`send_limit_per_minute`, `send_limit_per_day`)."""
+OUTBOUND_REFUSED_METRIC = "OutboundRefused"
+"""The send Lambda's CloudWatch metric (EMF) of messages the outbound policy refused; the
+stack's RepeatedRefusals alarm watches it."""
+RECIPIENT_OPTED_OUT_METRIC = "RecipientOptedOut"
+"""The send Lambda's metric of replies not sent because the recipient opted out (STOP)."""
+SEND_METRIC_DIMENSIONS = {"service": "send"}
+"""The dimensions of the send Lambda's metrics (its Powertools service)."""
+
+
+def metrics_namespace(environment: str) -> str:
+    """The CloudWatch namespace of an environment's custom metrics (its stack's name)."""
+    return stack_name(environment)
+
+
+# -- Names of deployed things --------------------------------------------------------------------
+
+
+def stack_name(environment: str) -> str:
+    """The CloudFormation stack of an environment."""
+    return f"TextDevice-{environment}"
+
+
+def twilio_secret_name(environment: str) -> str:
+    """The Secrets Manager secret holding an environment's Twilio credentials."""
+    return f"text-device/{environment}/twilio"
+
+
+TWILIO_SECRET_PLACEHOLDER = {"account_sid": "", "auth_token": ""}
+"""The secret's JSON shape, as the stack creates it (the user puts the values)."""
+SECONDARY_AUTH_TOKEN_KEY = "secondary_auth_token"  # noqa: S105 (a key name, not a secret)
+"""Optional key of the secret during a rotation: the token Twilio is rotating to (or from).
+Both tokens verify webhooks and status callbacks."""
+WEBHOOK_URL_OUTPUT = "WebhookUrl"
+THING_NAMES_OUTPUT = "ThingNames"
+TOPIC_PREFIX_OUTPUT = "TopicPrefix"
+SEND_DEAD_LETTER_QUEUE_OUTPUT = "SendDeadLetterQueueUrl"
+RULE_ERROR_QUEUE_OUTPUT = "RuleErrorQueueUrl"
+REFUSED_QUEUE_OUTPUT = "RefusedQueueUrl"
+SEND_IDEMPOTENCY_TABLE_OUTPUT = "SendIdempotencyTable"
+"""The outputs `make redrive` reads: the three queues it lists and the table of the send
+Lambda's attempt markers."""
+TWILIO_SECRET_NAME_OUTPUT = "TwilioSecretName"  # noqa: S105 (an output name, not a secret)
+
+
+def certificate_output_name(thing: str) -> str:
+    """The stack output holding `thing`'s certificate id (output names are alphanumeric):
+    `dev-reverser` -> `CertificateDevReverser`."""
+    parts = [p for p in re.split(r"[^A-Za-z0-9]+", thing) if p]
+    return "Certificate" + "".join(p[:1].upper() + p[1:] for p in parts)
+
+
+CSR_FILE = "device.csr.pem"
+"""The device's certificate signing request, in `.device-keys/{env}/{thing}/` (the device
+tool writes it, the CDK app reads it)."""
+
+
+# -- Dead letters -------------------------------------------------------------------------------
+
+RETRIES_EXHAUSTED = "RetriesExhausted"
+"""Condition of a record Lambda writes after its retries of an asynchronous event."""
+PERMANENT_TWILIO_ERROR = "PermanentTwilioError"
+"""Condition of a record the send Lambda writes when Twilio refuses a message for good."""
+EVENT_AGE_EXCEEDED = "EventAgeExceeded"
+"""Condition of a record Lambda writes when an event outlived its maximum age."""
+OUTBOUND_POLICY_REFUSED = "OutboundPolicyRefused"
+"""Condition of a record the send Lambda puts in the refused queue (`responsePayload` holds
+`reason` and `detail`): never retried."""
+RULE_ERROR_PAYLOAD_FIELD = "base64OriginalPayload"
+"""The field of a topic rule's error-action record holding the device's payload."""
+SEND_EVENT_MAX_AGE_SECONDS = 6 * 3600
+"""How long Lambda keeps retrying a send event: a dead-lettered event's first attempt is at
+most this much older than its record."""
+SEND_IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+"""How long the send Lambda remembers a message (longer than the event's maximum age, so
+every retry of an event finds it); a redrive after that relies on the attempt marker."""
+
+
+def message_key(thing: str, message_id: str) -> str:
+    """The send Lambda's idempotency key of a device's message: unique per device and `Id`,
+    so two devices reusing an Id never collide (thing names have no `#`)."""
+    return f"{thing}#{message_id}"
+
+
+def attempt_marker_id(idempotency_key: str) -> str:
+    """Key of the send Lambda's marker saying "a request for this message may have reached
+    Twilio" (`idempotency_key` is `{thing}#{Id}`).
+
+    It lives in the idempotency table beside Powertools' records (whose keys start with the
+    function's name), so it needs no table, permission or TTL setting of its own.
+    """
+    return f"attempt#{idempotency_key}"
+
+
+def attempt_marker_item(
+    idempotency_key: str, *, first_attempt: float, now: float
+) -> dict[str, Any]:
+    """The attempt marker as a DynamoDB item: when the first attempt started (epoch
+    seconds) and its TTL (`expiration`, as Powertools' records)."""
+    return {
+        "id": {"S": attempt_marker_id(idempotency_key)},
+        "first_attempt": {"N": f"{first_attempt:.3f}"},
+        "expiration": {"N": str(int(now) + SEND_IDEMPOTENCY_TTL_SECONDS)},
+    }
+
+
+ATTEMPT_MARKER_ABSENT_OR_EXPIRED = "attribute_not_exists(id) OR expiration < :now"
+"""The condition that writes a marker only where no live one exists (`:now`, epoch seconds)."""
+
+
+def dead_letter_record(
+    event: Any,
+    *,
+    condition: str,
+    request_id: str,
+    function_arn: str,
+    error: Mapping[str, Any],
+    invoke_count: int = 1,
+    function_error: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """A dead-letter record shaped like Lambda's own on-failure destination record.
+
+    The queue then holds one format whichever path put the event there (Lambda after its
+    retries, or the send Lambda on a permanent Twilio error), and one redrive tool reads
+    both: the event to send again is `requestPayload`.
+    """
+    timestamp = (now or datetime.now(UTC)).isoformat(timespec="milliseconds")
+    response_context: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
+    if function_error is not None:
+        response_context["functionError"] = function_error
+    return {
+        "version": "1.0",
+        "timestamp": timestamp.replace("+00:00", "Z"),
+        "requestContext": {
+            "requestId": request_id,
+            "functionArn": function_arn,
+            "condition": condition,
+            "approximateInvokeCount": invoke_count,
+        },
+        "requestPayload": event,
+        "responseContext": response_context,
+        "responsePayload": dict(error),
+    }

@@ -1,0 +1,7 @@
+"""Code every Lambda of the project shares, copied into each bundle beside `contract.py`.
+
+- `config`: reading settings from the environment (the Twilio secret's variable);
+- `twilio_credentials`: the Twilio secret, read through Powertools parameters (cached);
+- `twilio_rest`: the Twilio REST client, built once per container (again after a rotation);
+- `logs`: what may be logged about a message (masked numbers, never a body).
+"""

@@ -1,0 +1,1 @@
+"""Test doubles that only tests and benchmarks use (the demo does not run them)."""
