@@ -27,7 +27,6 @@ from stacks.nag import acknowledge
 REFUSAL_ALARM_THRESHOLD = 5
 REFUSAL_ALARM_PERIOD = Duration.minutes(15)
 REFUSED_RETENTION = Duration.days(14)
-DAY_SECONDS = 86_400
 # What the send Lambda calls on the Contacts table: read a contact, count a send, record a
 # 21610 opt-out. No Scan, Query or batch operations.
 SEND_CONTACTS_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
@@ -77,7 +76,7 @@ class OutboundPolicy(Construct):
         environment = {
             contract.CONTACTS_TABLE_VARIABLE: contacts_table.table_name,
             "REFUSED_QUEUE_URL": self.refused_queue.queue_url,
-            "REPLY_WINDOW_SECONDS": str(reply_window_days * DAY_SECONDS),
+            "REPLY_WINDOW_SECONDS": str(int(Duration.days(reply_window_days).to_seconds())),
             "DESTINATION_ALLOW_LIST_BY_THING": json.dumps(
                 {thing: list(numbers) for thing, numbers in allow_list_by_device.items()},
                 sort_keys=True,

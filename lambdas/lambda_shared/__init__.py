@@ -2,6 +2,7 @@
 
 - `config`: reading settings from the environment (the Twilio secret's variable);
 - `twilio_credentials`: the Twilio secret, read through Powertools parameters (cached);
-- `twilio_rest`: the Twilio REST client, built once per container (again after a rotation);
+- `twilio_rest`: the Twilio REST client, built once per container (again after a rotation,
+  and after a 401, from a fresh read of the secret);
 - `logs`: what may be logged about a message (masked numbers, never a body).
 """

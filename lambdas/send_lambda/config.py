@@ -19,6 +19,9 @@ REQUIRED = (
     "REFUSED_QUEUE_URL",
 )
 
+# The stack always sets POWERTOOLS_METRICS_NAMESPACE (contract.metrics_namespace).
+DEFAULT_METRICS_NAMESPACE = "TextDevice"
+
 
 @dataclass(frozen=True, kw_only=True)
 class SendConfig:
@@ -39,7 +42,7 @@ class SendConfig:
     """The Contacts table: contacts (reply window, opt-outs) and the send counters."""
     refused_queue_url: str = ""
     """Where a message the outbound policy refuses is put, with its reason."""
-    metrics_namespace: str = "TextDevice"
+    metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
     """The CloudWatch namespace of the refusal metrics."""
 
     def is_fleet_number(self, number: str) -> bool:
@@ -67,7 +70,8 @@ class SendConfig:
             dead_letter_queue_url=environ["DEAD_LETTER_QUEUE_URL"],
             contacts_table=environ[contract.CONTACTS_TABLE_VARIABLE],
             refused_queue_url=environ["REFUSED_QUEUE_URL"],
-            metrics_namespace=environ.get("POWERTOOLS_METRICS_NAMESPACE") or "TextDevice",
+            metrics_namespace=environ.get("POWERTOOLS_METRICS_NAMESPACE")
+            or DEFAULT_METRICS_NAMESPACE,
         )
 
 
