@@ -6,13 +6,15 @@ PY := $(VENV)/bin/python
 CDK := node_modules/.bin/cdk
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help deps mosquitto synth test lint deploy diff demo bench flash monitor redrive clean
+.PHONY: help deps mosquitto synth test lint deploy diff demo bench flash monitor redrive clean \
+	device-add device-remove device-rotate
 
 help:  ## List the targets.
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt lambdas/receive_lambda/requirements.txt lambdas/send_lambda/requirements.txt \
-		lambdas/status_lambda/requirements.txt lambdas/twilio_number_lambda/requirements.txt
+		lambdas/status_lambda/requirements.txt lambdas/twilio_number_lambda/requirements.txt \
+		lambdas/device_bindings_lambda/requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -qq --upgrade pip
 	$(PY) -m pip install -qq -r requirements-dev.txt
@@ -63,6 +65,17 @@ PORT ?=
 flash: $(VENV)/.installed  ## Flash a board: make flash ENV=dev THING=dev-reverser PORT=/dev/ttyUSB0 [FIRMWARE=esp8266.bin] [DRY_RUN=1]
 	$(PY) -m device.tool flash --env $(ENV) --thing "$(THING)" --port "$(PORT)" \
 		$(if $(FIRMWARE),--firmware "$(FIRMWARE)") $(if $(DRY_RUN),--dry-run)
+
+# The fleet: devices/ENV/devices.json and the CSRs are committed; keys stay in .device-keys/.
+NUMBER ?=
+device-add: $(VENV)/.installed  ## Add a device (key, CSR, binding): make device-add ENV=dev THING=dev-porch NUMBER=+15555550142
+	$(PY) -m device.tool add --env $(ENV) --thing "$(THING)" --number "$(NUMBER)"
+
+device-remove: $(VENV)/.installed  ## Remove a device (its keys are archived): make device-remove ENV=dev THING=dev-porch
+	$(PY) -m device.tool remove --env $(ENV) --thing "$(THING)"
+
+device-rotate: $(VENV)/.installed  ## Rotate a device's certificate, then FINISH=1 after the reflash: make device-rotate ENV=dev THING=dev-porch [FINISH=1]
+	$(PY) -m device.tool rotate --env $(ENV) --thing "$(THING)" $(if $(FINISH),--finish)
 
 monitor: $(VENV)/.installed  ## Watch the board's console (Ctrl-] quits): make monitor PORT=/dev/ttyUSB0
 	$(PY) -m device.tool monitor --port "$(PORT)"

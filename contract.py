@@ -213,7 +213,6 @@ SECONDARY_AUTH_TOKEN_KEY = "secondary_auth_token"  # noqa: S105 (a key name, not
 """Optional key of the secret during a rotation: the token Twilio is rotating to (or from).
 Both tokens verify webhooks and status callbacks."""
 WEBHOOK_URL_OUTPUT = "WebhookUrl"
-THING_NAMES_OUTPUT = "ThingNames"
 TOPIC_PREFIX_OUTPUT = "TopicPrefix"
 SEND_DEAD_LETTER_QUEUE_OUTPUT = "SendDeadLetterQueueUrl"
 RULE_ERROR_QUEUE_OUTPUT = "RuleErrorQueueUrl"
@@ -222,18 +221,45 @@ SEND_IDEMPOTENCY_TABLE_OUTPUT = "SendIdempotencyTable"
 """The outputs `make redrive` reads: the three queues it lists and the table of the send
 Lambda's attempt markers."""
 TWILIO_SECRET_NAME_OUTPUT = "TwilioSecretName"  # noqa: S105 (an output name, not a secret)
+DEVICE_COUNT_OUTPUT = "DeviceCount"
+INBOUND_TOPIC_OUTPUT = "InboundTopic"
+OUTBOUND_TOPIC_OUTPUT = "OutboundTopic"
+DEVICE_POLICY_NAME_OUTPUT = "DevicePolicyName"
+BINDINGS_TABLE_OUTPUT = "BindingsTableName"
+"""Outputs are counts, patterns and names, never one per device: a stack has at most 200
+outputs, and a fleet has up to 1,000 devices."""
 
 
-def certificate_output_name(thing: str) -> str:
-    """The stack output holding `thing`'s certificate id (output names are alphanumeric):
-    `dev-reverser` -> `CertificateDevReverser`."""
-    parts = [p for p in re.split(r"[^A-Za-z0-9]+", thing) if p]
-    return "Certificate" + "".join(p[:1].upper() + p[1:] for p in parts)
+# -- The fleet's committed files ------------------------------------------------------------------
+
+DEVICES_DIR = "devices"
+"""`devices/{env}/` in the repository: the fleet of an environment (public files only)."""
+DEVICES_FILE = "devices.json"
+"""`devices/{env}/devices.json`: thing name -> the Twilio number bound to it."""
+CSR_SUFFIX = ".csr.pem"
+"""`devices/{env}/{thing}.csr.pem`: the device's certificate signing request(s), current
+first (two during a rotation). The device tool writes it, the CDK app reads it."""
 
 
-CSR_FILE = "device.csr.pem"
-"""The device's certificate signing request, in `.device-keys/{env}/{thing}/` (the device
-tool writes it, the CDK app reads it)."""
+# -- Bindings table -------------------------------------------------------------------------------
+
+BINDING_KEY = "id"
+"""The bindings table's partition key (Powertools' DynamoDBProvider default)."""
+BINDING_VALUE = "value"
+"""The attribute holding what a key is bound to (Powertools' DynamoDBProvider default)."""
+BINDINGS_TABLE_VARIABLE = "BINDINGS_TABLE"
+"""The environment variable naming the bindings table (receive and send Lambdas)."""
+
+
+def binding_items(bindings: Mapping[str, str]) -> dict[str, str]:
+    """The bindings table's items (key -> value) for `bindings` (thing -> number): both
+    directions, number -> thing (the receive Lambda's lookup) and thing -> number (the send
+    Lambda's). They cannot collide: an E.164 number starts with `+`, no thing name has one."""
+    items: dict[str, str] = {}
+    for thing, number in bindings.items():
+        items[number] = thing
+        items[thing] = number
+    return items
 
 
 # -- Dead letters -------------------------------------------------------------------------------

@@ -79,10 +79,14 @@ def main() -> None:
         files = board_file_set(stage)
         from device.tool import cloud
 
-        found = cloud.fetch_device(
-            env=ENV, stack_name=contract.stack_name(ENV), region="eu-west-1", thing=THING
-        )
         key = keys.load_key(keys_dir / ENV / THING / keys.KEY_FILE)
+        found = cloud.fetch_device(
+            env=ENV,
+            stack_name=contract.stack_name(ENV),
+            region="eu-west-1",
+            thing=THING,
+            is_for_key=lambda pem: keys.certificate_matches_key(pem, key),
+        )
         config = flash_plan.device_config(
             wifi_ssid="home-network",
             wifi_password=FAKE_ENVIRONMENT["WIFI_PASSWORD"],

@@ -69,16 +69,24 @@ class MotoServer:
         reset = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310
         urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310
 
+    def _connection(self) -> dict[str, str]:
+        """Where and as whom boto3 talks to this server."""
+        return {
+            "endpoint_url": self.url,
+            "region_name": REGION,
+            "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        }
+
     def client(self, service: str) -> Any:
         """A boto3 client of this server."""
-        client: Any = boto3.client(
-            service,  # type: ignore[call-overload]
-            endpoint_url=self.url,
-            region_name=REGION,
-            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
+        client: Any = boto3.client(service, **self._connection())  # type: ignore[call-overload]
         return client
+
+    def resource(self, service: str) -> Any:
+        """A boto3 resource of this server (DynamoDB tables)."""
+        resource: Any = boto3.resource(service, **self._connection())  # type: ignore[call-overload]
+        return resource
 
     def close(self) -> None:
         """Stops the server."""

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import contract
+from loop import bindings
 from loop.apigw_vtl import HttpResponse
 from loop.aws_local import REGION, LocalResources, MotoServer, find_by_path
 from loop.broker import CLOUD_USER, Broker, acl_from_iot_policy
@@ -43,7 +44,8 @@ from loop.twilio_loopback import TEST_ACCOUNT_SID
 from loop.twilio_proxy import TwilioProxy
 from loop.twilio_webhook import SENDER_PHONE, TwilioWebhook
 from loop.webhook_server import WebhookEndpoint
-from stacks.settings import EnvironmentSettings, parse_environment
+from stacks.device_files import DEVICES_ROOT, load_settings
+from stacks.settings import EnvironmentSettings
 
 LOAD_CAPS = {"send_limit_per_minute": 1000, "send_limit_per_day": 100_000}
 """Send caps for a loop that answers hundreds of texts a minute (load tests, benchmarks):
@@ -64,8 +66,10 @@ class LocalLoop:
         send_concurrency: int = 4,
         twilio_proxy: Callable[[str], TwilioProxy] = TwilioProxy,
         settings: Mapping[str, Any] | None = None,
+        devices_dir: Path | None = None,
     ) -> None:
-        """`settings`: changes to the environment's `cdk.json` settings (a load test's caps)."""
+        """`settings`: changes to the environment's `cdk.json` settings (a load test's caps);
+        `devices_dir`: another fleet than the committed `devices/` (a test's)."""
         self.workdir = workdir
         self._twilio_proxy = twilio_proxy
         self.trace = Trace(echo=echo)
@@ -75,7 +79,14 @@ class LocalLoop:
         """Every IoT data Publish the receive Lambda made."""
         self._closers: list[Callable[[], None]] = []
         try:
-            self._start(env, retry_delay_s, receive_concurrency, send_concurrency, settings or {})
+            self._start(
+                env,
+                retry_delay_s,
+                receive_concurrency,
+                send_concurrency,
+                settings or {},
+                devices_dir,
+            )
         except BaseException:
             self.close()
             raise
@@ -89,13 +100,18 @@ class LocalLoop:
         receive_n: int,
         send_n: int,
         overrides: Mapping[str, Any],
+        devices_dir: Path | None,
     ) -> None:
         workdir = self.workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.settings: EnvironmentSettings = parse_environment(
-            env, {**cdk_context()["environments"][env], **overrides}
+        environments = cdk_context()["environments"]
+        environments[env] = {**environments[env], **overrides}
+        self.settings: EnvironmentSettings = load_settings(
+            env, environments, devices_dir or DEVICES_ROOT
         )
-        self.template = synthesized_template(env, workdir / "cdk.out", overrides)
+        self.template = synthesized_template(
+            env, workdir / "cdk.out", environments=environments, devices_dir=devices_dir
+        )
         resources = self.template["Resources"]
 
         self.moto = MotoServer()
@@ -141,6 +157,12 @@ class LocalLoop:
             self.template, "AWS::Lambda::Function", "Receive/Function/Resource"
         )
         send_id = find_by_path(self.template, "AWS::Lambda::Function", "Send/Function/Resource")
+        # What the shards' custom resources write on deploy: the number <-> thing bindings.
+        bindings_table = self.aws.function_environment(receive_id)[contract.BINDINGS_TABLE_VARIABLE]
+        bindings.fill(
+            self.moto.resource("dynamodb").Table(bindings_table),
+            *bindings.shard_bindings(workdir / "cdk.out"),
+        )
         self.receive = LocalFunction(
             "receive",
             ROOT / "lambdas",

@@ -1,14 +1,17 @@
-"""AWS IoT resources for the devices: thing type, one thing per device, the device policy,
-and a certificate per device that has a CSR (made locally by `python -m device.tool keys`)."""
+"""AWS IoT resources for the devices: thing type, the device policy, and the devices
+themselves spread over nested stacks (`stacks/device_shard.py`), each with a certificate
+per CSR committed in `devices/{env}/`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from aws_cdk import Annotations, Aws, Stack, aws_iot
+from aws_cdk import Aws, Stack, aws_iot
 from constructs import Construct
 
-from contract import certificate_output_name, inbound_topic, outbound_topic
+from contract import inbound_topic, outbound_topic
+from stacks.device_bindings import DeviceBindings
+from stacks.device_shard import DeviceShard, NumberWebhookSettings, shard_id, shard_of
 
 # IoT policy variable: the thing name of the certificate the connection authenticated with.
 THING_VARIABLE = "${iot:Connection.Thing.ThingName}"
@@ -30,11 +33,14 @@ class DeviceFleet(Construct):
         environment_name: str,
         topic_prefix: str,
         devices: Mapping[str, str],
-        csrs: Mapping[str, str] | None = None,
+        csrs: Mapping[str, Sequence[str]],
+        shard_count: int,
+        bindings: DeviceBindings,
+        number_webhook: NumberWebhookSettings | None = None,
     ) -> None:
-        """`csrs`: thing name -> PEM certificate signing request, for the devices that have
-        one. Each gets an ACTIVE certificate attached to its thing and to the policy; the
-        others get a synth warning naming the `keys` command."""
+        """`devices`: thing -> number; `csrs`: thing -> its PEM CSR(s) (every device has
+        one: app.py fails synth otherwise). Each CSR gets an ACTIVE certificate attached to
+        its thing and to the policy, in the device's shard."""
         super().__init__(scope, construct_id)
         self.topic_prefix = topic_prefix
         self.thing_type = aws_iot.CfnThingType(
@@ -46,19 +52,6 @@ class DeviceFleet(Construct):
                 searchable_attributes=["environment"],
             ),
         )
-        self.things: dict[str, aws_iot.CfnThing] = {}
-        for thing_name in devices:
-            # CloudFormation has no thing-type property on AWS::IoT::Thing;
-            # the environment attribute makes the fleet searchable instead.
-            self.things[thing_name] = aws_iot.CfnThing(
-                self,
-                f"Thing-{thing_name}",
-                thing_name=thing_name,
-                attribute_payload=aws_iot.CfnThing.AttributePayloadProperty(
-                    attributes={"environment": environment_name}
-                ),
-            )
-
         stack = Stack.of(self)
 
         def arn(resource: str) -> str:
@@ -104,54 +97,37 @@ class DeviceFleet(Construct):
             },
         )
 
-        self.certificates: dict[str, aws_iot.CfnCertificate] = {}
-        csrs = csrs or {}
-        names = [certificate_output_name(t) for t in devices]
-        if len(set(names)) != len(names):
-            raise ValueError(
-                "Two thing names differ only in punctuation; their certificate outputs "
-                f"would collide: {sorted(devices)}"
-            )
-        for thing_name, thing in self.things.items():
-            csr = csrs.get(thing_name)
-            if csr is None:
-                Annotations.of(thing).add_warning_v2(
-                    "text-device:no-certificate",
-                    f"Device {thing_name!r} has no certificate yet: run `.venv/bin/python -m "
-                    f"device.tool keys --env {environment_name} --thing {thing_name}` and "
-                    "synthesize or deploy again.",
-                )
-                continue
-            # AWS IoT signs the CSR: the private key never leaves the developer's machine.
-            certificate = aws_iot.CfnCertificate(
+        by_shard: dict[int, dict[str, str]] = {}
+        for thing_name, number in devices.items():
+            by_shard.setdefault(shard_of(thing_name, shard_count), {})[thing_name] = number
+        # Only shards with devices exist: CloudFormation refuses a stack without resources.
+        self.shards: dict[int, DeviceShard] = {
+            shard: DeviceShard(
                 self,
-                f"Certificate-{thing_name}",
-                status="ACTIVE",
-                certificate_signing_request=csr,
-            )
-            aws_iot.CfnThingPrincipalAttachment(
-                self,
-                f"ThingCertificate-{thing_name}",
-                thing_name=thing.ref,
-                principal=certificate.attr_arn,
-            )
-            aws_iot.CfnPolicyPrincipalAttachment(
-                self,
-                f"PolicyCertificate-{thing_name}",
+                shard_id(shard),
+                environment_name=environment_name,
+                devices=members,
+                csrs={thing: csrs[thing] for thing in members},
                 policy_name=self.policy.ref,
-                principal=certificate.attr_arn,
+                bindings_table_name=bindings.table.table_name,
+                bindings_service_token=bindings.service_token,
+                number_webhook=number_webhook,
             )
-            self.certificates[thing_name] = certificate
+            for shard, members in sorted(by_shard.items())
+        }
+        self.things = {t: r for s in self.shards.values() for t, r in s.things.items()}
+        self.certificates = {t: c for s in self.shards.values() for t, c in s.certificates.items()}
 
-    def inbound_topic_arns(self) -> list[str]:
-        """ARNs of the configured devices' inbound topics, for the publisher's IAM policy.
+    def inbound_topic_arn(self) -> str:
+        """The ARN that covers every device's inbound topic, for the publisher's IAM policy.
 
-        Listed one by one rather than `topic/{prefix}/*/inbound`: IAM's `*` also matches
-        across `/`, and the devices are known at synth time.
+        A wildcard bounded by the prefix, `topic/{prefix}/*/inbound`, instead of one ARN per
+        device: the list grew the policy by 65 characters a device, past IAM's 6,144 at 94.
+        (IAM's `*` also matches across `/`; no device subscribes to such a topic: the
+        device policy allows each one only `{prefix}/{its thing}/inbound`.)
         """
         stack = Stack.of(self)
-        return [
+        return (
             f"arn:{Aws.PARTITION}:iot:{stack.region}:{stack.account}:topic/"
-            f"{inbound_topic(self.topic_prefix, thing)}"
-            for thing in sorted(self.things)
-        ]
+            f"{inbound_topic(self.topic_prefix, '*')}"
+        )

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from aws_cdk import (
     Duration,
@@ -42,7 +41,7 @@ class OutboundMessaging(Construct):
         construct_id: str,
         *,
         topic_prefix: str,
-        numbers_by_thing: Mapping[str, str],
+        bindings_table_name: str,
         destination_allow_list: Sequence[str],
         secret_name: str,
         log_retention: aws_logs.RetentionDays,
@@ -76,7 +75,8 @@ class OutboundMessaging(Construct):
             self, "IdempotencyTable", removal_policy=removal_policy
         )
         environment = {
-            "NUMBERS_BY_THING": json.dumps(dict(numbers_by_thing), sort_keys=True),
+            # Thing -> number, read item by item (stacks/device_bindings.py).
+            contract.BINDINGS_TABLE_VARIABLE: bindings_table_name,
             "DESTINATION_ALLOW_LIST": ",".join(destination_allow_list),
             "TWILIO_SECRET_NAME": secret_name,
             "IDEMPOTENCY_TABLE": self.idempotency_table.table_name,

@@ -64,6 +64,9 @@ class EnvironmentSettings:
     send_reserved_concurrency: int | None = DEFAULT_SEND_RESERVED_CONCURRENCY
     """The send Lambda's reserved concurrency (None, `false` in cdk.json: none, for accounts
     whose concurrency quota is still 10, where Lambda refuses any reservation)."""
+    device_shards: int = 32
+    """Nested stacks the devices are spread over (by a hash of the thing name). Never change
+    it once deployed: every device would move to another stack and be replaced."""
 
     @property
     def stack_name(self) -> str:
@@ -131,6 +134,9 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentSettings:
     burst = raw.get("throttle_burst_limit", 20)
     if not isinstance(rate, (int, float)) or rate <= 0 or not isinstance(burst, int) or burst < 1:
         raise fail("'throttle_rate_limit' and 'throttle_burst_limit' must be positive")
+    shards = raw.get("device_shards", 32)
+    if not isinstance(shards, int) or isinstance(shards, bool) or not 1 <= shards <= 100:
+        raise fail("'device_shards' must be an integer from 1 to 100")
     for flag in ("status_callback", "configure_twilio_number", "retain_data"):
         if not isinstance(raw.get(flag, False), bool):
             raise fail(f"'{flag}' must be true or false")
@@ -154,6 +160,7 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentSettings:
         throttle_burst_limit=burst,
         retain_data=raw.get("retain_data", False),
         **policy,
+        device_shards=shards,
     )
 
 
@@ -182,7 +189,8 @@ def parse_outbound_policy(
     if not isinstance(by_device, Mapping):
         raise fail("'destination_allow_list_by_device' must map thing names to lists of numbers")
     for thing, numbers in by_device.items():
-        if thing not in devices:
+        # The devices come from devices/{env}/devices.json: checked once they are given.
+        if "devices" in raw and thing not in devices:
             raise fail(f"'destination_allow_list_by_device' names {thing!r}, not a device")
         if not isinstance(numbers, list) or not all(contract.is_e164(n) for n in numbers):
             raise fail(f"'destination_allow_list_by_device.{thing}' must hold E.164 numbers")

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack, aws_iam, aws_logs
+from aws_cdk import CfnOutput, RemovalPolicy, Stack, Token, aws_iam, aws_logs
 from constructs import Construct
 
 import contract
-from contract import certificate_output_name, inbound_topic, outbound_topic
+from contract import inbound_topic, outbound_topic
 from stacks.contacts import Contacts
+from stacks.device_bindings import DeviceBindings
 from stacks.device_fleet import DeviceFleet
+from stacks.device_shard import NumberWebhookSettings
 from stacks.monitoring import Monitoring
+from stacks.nag import acknowledge
 from stacks.outbound_messaging import OutboundMessaging
 from stacks.outbound_policy import OutboundPolicy
 from stacks.settings import EnvironmentSettings
@@ -63,10 +66,10 @@ class TextDeviceStack(Stack):
         construct_id: str,
         *,
         settings: EnvironmentSettings,
-        device_csrs: Mapping[str, str] | None = None,
+        device_csrs: Mapping[str, Sequence[str]],
         **kwargs: Any,
     ) -> None:
-        """`device_csrs`: thing name -> PEM CSR of the devices that have keys (read by app.py)."""
+        """`device_csrs`: thing name -> its committed PEM CSR(s) (read by app.py)."""
         super().__init__(scope, construct_id, **kwargs)
         removal = RemovalPolicy.RETAIN if settings.retain_data else RemovalPolicy.DESTROY
         retention = RETENTION_BY_DAYS[settings.log_retention_days]
@@ -75,19 +78,14 @@ class TextDeviceStack(Stack):
         self.twilio_secret = TwilioSecret(
             self, "TwilioSecret", secret_name=secret_name, removal_policy=removal
         )
-        self.fleet = DeviceFleet(
-            self,
-            "Devices",
-            environment_name=settings.name,
-            topic_prefix=settings.topic_prefix,
-            devices=settings.devices,
-            csrs=device_csrs,
+        self.bindings = DeviceBindings(
+            self, "Bindings", log_retention=retention, removal_policy=removal
         )
         self.webhook = WebhookApi(
             self,
             "Webhook",
             topic_prefix=settings.topic_prefix,
-            things_by_number=settings.things_by_number,
+            bindings_table_name=self.bindings.table.table_name,
             body_limit=settings.body_limit,
             extra_fields=settings.extra_fields,
             secret_name=secret_name,
@@ -113,7 +111,7 @@ class TextDeviceStack(Stack):
             self,
             "Outbound",
             topic_prefix=settings.topic_prefix,
-            numbers_by_thing=settings.devices,
+            bindings_table_name=self.bindings.table.table_name,
             destination_allow_list=settings.destination_allow_list,
             secret_name=secret_name,
             log_retention=retention,
@@ -126,15 +124,29 @@ class TextDeviceStack(Stack):
             TwilioNumberWebhook(
                 self,
                 "TwilioNumberWebhook",
-                numbers_by_thing=settings.devices,
-                webhook_url=self.webhook.webhook_url,
-                fallback_url=settings.fallback_url,
                 secret_name=secret_name,
                 log_retention=retention,
                 removal_policy=removal,
             )
             if settings.configure_twilio_number
             else None
+        )
+        self.fleet = DeviceFleet(
+            self,
+            "Devices",
+            environment_name=settings.name,
+            topic_prefix=settings.topic_prefix,
+            devices=settings.devices,
+            csrs=device_csrs,
+            shard_count=settings.device_shards,
+            bindings=self.bindings,
+            number_webhook=NumberWebhookSettings(
+                service_token=self.number_webhook.function.function_arn,
+                webhook_url=self.webhook.webhook_url,
+                fallback_url=settings.fallback_url,
+            )
+            if self.number_webhook is not None
+            else None,
         )
         self.monitoring = Monitoring(
             self,
@@ -173,21 +185,31 @@ class TextDeviceStack(Stack):
         receive = self.webhook.function
         self.twilio_secret.secret.grant_read(receive)
         self.webhook.idempotency_table.grant(receive, *IDEMPOTENCY_ACTIONS)
-        if settings.devices:
-            receive.add_to_role_policy(
-                aws_iam.PolicyStatement(
-                    actions=["iot:Publish"], resources=self.fleet.inbound_topic_arns()
-                )
+        self.bindings.grant_lookup(receive)
+        receive.add_to_role_policy(
+            aws_iam.PolicyStatement(
+                actions=["iot:Publish"], resources=[self.fleet.inbound_topic_arn()]
             )
+        )
+        # cdk-nag names the resource as rendered: pseudo parameters as <AWS::...>.
+        account = "<AWS::AccountId>" if Token.is_unresolved(self.account) else self.account
+        acknowledge(
+            self.webhook.receive.role,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:{self.region}:{account}:"
+            f"topic/{inbound_topic(settings.topic_prefix, '*')}]",
+            "The receive Lambda publishes to any bound device's inbound topic, "
+            f"{inbound_topic(settings.topic_prefix, '{thing}')}: the wildcard stands for the "
+            "thing level only, so the policy stays the same size for 1 or 1,000 devices.",
+        )
         send = self.outbound.function
         self.twilio_secret.secret.grant_read(send)
         self.outbound.idempotency_table.grant(send, *IDEMPOTENCY_ACTIONS)
+        self.bindings.grant_lookup(send)
         if self.status_callback is not None:
             self.twilio_secret.secret.grant_read(self.status_callback.function)
         if self.number_webhook is not None:
             self.twilio_secret.secret.grant_read(self.number_webhook.function)
 
-        things = sorted(settings.devices)
         prefix = settings.topic_prefix
         CfnOutput(
             self,
@@ -195,25 +217,24 @@ class TextDeviceStack(Stack):
             value=self.webhook.webhook_url,
             description="Set as the Twilio number's 'A message comes in' webhook (POST)",
         )
+        # Counts and patterns, not lists: outputs must not grow with the fleet (200 at most,
+        # each value bounded). The tool finds a thing's certificate with ListThingPrincipals.
         CfnOutput(
             self,
-            contract.THING_NAMES_OUTPUT,
-            value=",".join(things) or "-",
-            description="The devices of this environment",
+            contract.DEVICE_COUNT_OUTPUT,
+            value=str(len(settings.devices)),
+            description=f"Devices of this environment (devices/{settings.name}/devices.json)",
         )
-        CfnOutput(
-            self, "InboundTopics", value=",".join(inbound_topic(prefix, t) for t in things) or "-"
-        )
-        CfnOutput(
-            self, "OutboundTopics", value=",".join(outbound_topic(prefix, t) for t in things) or "-"
-        )
+        CfnOutput(self, contract.INBOUND_TOPIC_OUTPUT, value=inbound_topic(prefix, "{thing}"))
+        CfnOutput(self, contract.OUTBOUND_TOPIC_OUTPUT, value=outbound_topic(prefix, "{thing}"))
         CfnOutput(
             self,
             contract.TWILIO_SECRET_NAME_OUTPUT,
             value=secret_name,
             description='Put {"account_sid", "auth_token"} here after the first deploy',
         )
-        CfnOutput(self, "DevicePolicyName", value=self.fleet.policy.ref)
+        CfnOutput(self, contract.DEVICE_POLICY_NAME_OUTPUT, value=self.fleet.policy.ref)
+        CfnOutput(self, contract.BINDINGS_TABLE_OUTPUT, value=self.bindings.table.table_name)
         # What `make redrive` reads and writes.
         outputs = {
             contract.SEND_DEAD_LETTER_QUEUE_OUTPUT: self.outbound.dead_letter_queue.queue_url,
@@ -224,10 +245,3 @@ class TextDeviceStack(Stack):
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)
         CfnOutput(self, contract.TOPIC_PREFIX_OUTPUT, value=prefix)
-        for thing, certificate in sorted(self.fleet.certificates.items()):
-            CfnOutput(
-                self,
-                certificate_output_name(thing),
-                value=certificate.ref,
-                description=f"Certificate id of {thing} (python -m device.tool flash reads it)",
-            )

@@ -8,9 +8,7 @@ secret, so turn it on after the first deploy has created the secret and you fill
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from aws_cdk import CustomResource, Duration, RemovalPolicy, aws_logs
+from aws_cdk import Duration, RemovalPolicy, aws_logs
 from constructs import Construct
 
 from stacks.python_function import LAMBDAS_DIR, BundledPythonFunction
@@ -19,16 +17,14 @@ RESOURCE_TYPE = "Custom::TwilioNumberWebhook"
 
 
 class TwilioNumberWebhook(Construct):
-    """One custom resource per bound number, served by one Python Lambda (crhelper)."""
+    """The Python Lambda (crhelper) behind one `Custom::TwilioNumberWebhook` per bound
+    number; those live beside their device, in its shard (`stacks/device_shard.py`)."""
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        numbers_by_thing: Mapping[str, str],
-        webhook_url: str,
-        fallback_url: str | None,
         secret_name: str,
         log_retention: aws_logs.RetentionDays,
         removal_policy: RemovalPolicy,
@@ -46,16 +42,3 @@ class TwilioNumberWebhook(Construct):
             timeout=Duration.seconds(60),
         )
         self.function = self.handler.function
-        self.resources: dict[str, CustomResource] = {}
-        for thing, number in sorted(numbers_by_thing.items()):
-            self.resources[thing] = CustomResource(
-                self,
-                f"Number-{thing}",
-                service_token=self.function.function_arn,
-                resource_type=RESOURCE_TYPE,
-                properties={
-                    "PhoneNumber": number,
-                    "SmsUrl": webhook_url,
-                    "SmsFallbackUrl": fallback_url or "",
-                },
-            )

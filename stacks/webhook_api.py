@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy, aws_apigateway, aws_logs
 from constructs import Construct
 
+import contract
 from stacks.idempotency import idempotency_table
 from stacks.nag import acknowledge
 from stacks.python_function import LAMBDAS_DIR, BundledPythonFunction
@@ -43,7 +44,7 @@ class WebhookApi(Construct):
         construct_id: str,
         *,
         topic_prefix: str,
-        things_by_number: Mapping[str, str],
+        bindings_table_name: str,
         body_limit: int,
         extra_fields: Sequence[str],
         secret_name: str,
@@ -63,7 +64,8 @@ class WebhookApi(Construct):
             description="Verifies Twilio's webhook and publishes the SMS to the device's topic",
             environment={
                 "TOPIC_PREFIX": topic_prefix,
-                "THINGS_BY_NUMBER": json.dumps(dict(things_by_number), sort_keys=True),
+                # Number -> thing, read item by item (stacks/device_bindings.py).
+                contract.BINDINGS_TABLE_VARIABLE: bindings_table_name,
                 "BODY_LIMIT": str(body_limit),
                 "EXTRA_FIELDS": ",".join(extra_fields),
                 "TWILIO_SECRET_NAME": secret_name,

@@ -1,4 +1,4 @@
-"""Command line: `python -m device.tool {keys,flash,monitor} --help`.
+"""Command line: `python -m device.tool {add,remove,rotate,keys,flash,monitor} --help`.
 
 Parses the arguments and calls the subcommand's function (`commands`); a `ToolError` is
 printed as one line that names the fix, with exit status 2.
@@ -11,11 +11,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from device.tool.commands import flash_command, keys_command, monitor_command
+from device.tool.commands import (
+    add_command,
+    flash_command,
+    keys_command,
+    monitor_command,
+    remove_command,
+    rotate_command,
+)
 from device.tool.environment import KEYS_ROOT
 from device.tool.errors import ToolError
 from device.tool.plan import BOARD_SOURCES
 from device.tool.wifi import WIFI_PASSWORD_VARIABLE, WIFI_SSID_VARIABLE
+from stacks.device_files import DEVICES_ROOT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,13 +45,46 @@ def build_parser() -> argparse.ArgumentParser:
             default=KEYS_ROOT,
             help="where device keys live (default: .device-keys, git-ignored)",
         )
+        p.add_argument("--devices-dir", type=Path, default=DEVICES_ROOT, help=argparse.SUPPRESS)
+
+    add = sub.add_parser(
+        "add",
+        help="add a device: its key and CSR, and its number's binding",
+        description="Make the device's key (in .device-keys/, never committed) and its CSR "
+        "(devices/ENV/THING.csr.pem) and bind NUMBER to it in devices/ENV/devices.json. "
+        "Commit devices/ENV, then deploy and flash.",
+    )
+    device_arguments(add)
+    add.add_argument("--number", required=True, help="the Twilio number (E.164) it answers")
+    add.set_defaults(handler=add_command)
+
+    remove = sub.add_parser(
+        "remove",
+        help="remove a device: its binding and CSR go, its keys are archived",
+        description="Delete the device's binding and CSR from devices/ENV/ and move its "
+        "keys to .device-keys/ENV/.archive/. The next deploy deletes its thing and certificate.",
+    )
+    device_arguments(remove)
+    remove.set_defaults(handler=remove_command)
+
+    rotate = sub.add_parser(
+        "rotate",
+        help="rotate a device's certificate without taking it offline",
+        description="Make a new key and list its CSR beside the current one: after the "
+        "deploy both certificates are active. Flash the board, then run with --finish to "
+        "drop the old CSR (the next deploy deletes the old certificate).",
+    )
+    device_arguments(rotate)
+    rotate.add_argument("--finish", action="store_true", help="end the rotation")
+    rotate.set_defaults(handler=rotate_command)
 
     keys_parser = sub.add_parser(
         "keys",
         help="create the device's private key and CSR locally",
-        description="Create the device's RSA-2048 private key and a CSR in "
-        ".device-keys/ENV/THING/ (mode 0600). The key never goes to AWS: `make deploy` "
-        "registers a certificate from the CSR. An existing key is kept unless --new-key.",
+        description="Create the device's RSA-2048 private key in .device-keys/ENV/THING/ "
+        "(mode 0600) and write its CSR to devices/ENV/THING.csr.pem (commit it). The key "
+        "never goes to AWS: `make deploy` registers a certificate from the CSR. An existing "
+        "key is kept unless --new-key.",
     )
     device_arguments(keys_parser)
     keys_parser.add_argument(

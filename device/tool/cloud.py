@@ -1,11 +1,14 @@
 """What the board needs from AWS: the stack's outputs, the ATS endpoint, the certificate.
 
-Read-only calls (CloudFormation DescribeStacks, IoT DescribeEndpoint and
-DescribeCertificate); every failure becomes a `ToolError` that names the fix.
+Read-only calls (CloudFormation DescribeStacks, IoT ListThingPrincipals,
+DescribeCertificate and DescribeEndpoint); every failure becomes a `ToolError` that names
+the fix. The certificate is the one attached to the thing that was issued for the local
+key: during a rotation the thing has two, and the board gets the new one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,9 +72,16 @@ def _call(method: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 def fetch_device(
-    *, env: str, stack_name: str, region: str, thing: str, session: boto3.Session | None = None
+    *,
+    env: str,
+    stack_name: str,
+    region: str,
+    thing: str,
+    is_for_key: Callable[[str], bool],
+    session: boto3.Session | None = None,
 ) -> CloudDevice:
-    """Reads what `thing` needs from the deployed stack of `env` in `region`."""
+    """Reads what `thing` needs from the deployed stack of `env` in `region`; the
+    certificate is the active one attached to `thing` for which `is_for_key(pem)` holds."""
     session = session or boto3.Session(region_name=region)
     cloudformation = session.client("cloudformation", region_name=region)
     iot = session.client("iot", region_name=region)
@@ -92,21 +102,33 @@ def fetch_device(
                 f"Stack {stack_name} in {region} is {status}: run `{deploy}` and wait for it."
             )
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-        thing_names = outputs.get(contract.THING_NAMES_OUTPUT, "")
-        if thing not in thing_names.split(","):
+        try:
+            principals = _call(iot.list_thing_principals, thingName=thing)["principals"]
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise
             raise StackNotDeployed(
-                f"Thing {thing!r} is not in the deployed stack {stack_name} (it has "
-                f"{thing_names or 'none'}): run `{deploy}` after adding it."
-            )
-        certificate_id = outputs.get(contract.certificate_output_name(thing))
-        if not certificate_id:
+                f"Thing {thing!r} is not in the deployed stack {stack_name}: run `{deploy}` "
+                "after adding it."
+            ) from None
+        certificates = [
+            _call(iot.describe_certificate, certificateId=arn.rsplit("/", 1)[-1])[
+                "certificateDescription"
+            ]
+            for arn in principals
+            if ":cert/" in arn
+        ]
+        if not certificates:
             raise NoCertificate(
-                f"Device {thing!r} has no certificate in {stack_name}: run "
-                f"`.venv/bin/python -m device.tool keys --env {env} --thing {thing}`, "
-                f"then `{deploy}`."
+                f"Device {thing!r} has no certificate in {stack_name}: run `{deploy}`."
             )
-        description = _call(iot.describe_certificate, certificateId=certificate_id)
-        certificate = description["certificateDescription"]
+        mine = [c for c in certificates if is_for_key(c["certificatePem"])]
+        if not mine:
+            raise NoCertificate(
+                f"No certificate of {thing!r} is for the key on this machine: the key was "
+                f"replaced after the last deploy. Commit its CSR and run `{deploy}`."
+            )
+        certificate = mine[0]
         if certificate.get("status") != "ACTIVE":
             raise NoCertificate(
                 f"The certificate of {thing!r} is {certificate.get('status')}, not ACTIVE: "
@@ -119,7 +141,7 @@ def fetch_device(
         raise ToolError(f"Could not reach AWS in {region}: {error}") from None
     return CloudDevice(
         endpoint=endpoint,
-        certificate_id=certificate_id,
+        certificate_id=certificate["certificateId"],
         certificate_pem=certificate["certificatePem"],
         topic_prefix=outputs.get(contract.TOPIC_PREFIX_OUTPUT, contract.DEFAULT_TOPIC_PREFIX),
     )

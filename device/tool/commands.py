@@ -1,7 +1,8 @@
-"""The subcommands: `keys`, `flash` and `monitor`, each from parsed arguments to exit status.
+"""The subcommands: `add`, `remove`, `rotate`, `keys`, `flash` and `monitor`, each from
+parsed arguments to exit status.
 
-Each hands typed values to `keys`, `cloud`, `plan`, `flash_steps` and `board`; every failure
-the user can fix is a `ToolError` (printed by `cli.main`).
+Each hands typed values to `fleet`, `keys`, `cloud`, `plan`, `flash_steps` and `board`; every
+failure the user can fix is a `ToolError` (printed by `cli.main`).
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import argparse
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 
 import contract
-from device.tool import board, flash_steps, keys
+from device.tool import board, flash_steps, fleet, keys
 from device.tool.environment import load_environment, resolve_thing
 from device.tool.errors import NoCertificate, ToolError, UsageError
 from device.tool.external_tools import tool_path
@@ -41,20 +43,77 @@ def boot_message(to: str | None, body: str) -> dict[str, str] | None:
     return {"To": to, "Body": body}
 
 
+def the_fleet(args: argparse.Namespace) -> fleet.Fleet:
+    """The environment's device files and local keys, as the arguments name them."""
+    load_environment(args.env, devices_root=args.devices_dir)  # a known, valid environment
+    if not args.thing:
+        raise UsageError("Name the device with THING=... (--thing).")
+    return fleet.Fleet(env=args.env, devices_root=args.devices_dir, keys_root=args.keys_dir)
+
+
+def print_steps(steps: Sequence[str]) -> None:
+    """The numbered next steps of a fleet change."""
+    print("Next:")
+    for n, step in enumerate(steps, 1):
+        print(f"  {n}. {step}")
+
+
 def keys_command(args: argparse.Namespace) -> int:
-    """`keys`: the device's private key and CSR, made locally."""
-    settings = load_environment(args.env)
+    """`keys`: the device's private key (kept locally) and its CSR (committed)."""
+    settings = load_environment(args.env, devices_root=args.devices_dir)
     thing = resolve_thing(settings, args.thing)
-    directory = keys.device_directory(args.keys_dir, settings.name, thing)
-    made = keys.create(directory, thing, new_key=args.new_key)
+    devices = fleet.Fleet(env=settings.name, devices_root=args.devices_dir, keys_root=args.keys_dir)
+    if len(devices.csrs(thing)) > 1:
+        raise UsageError(f"{thing!r} is being rotated: finish that with `rotate --finish` first.")
+    made = keys.create(devices.key_directory(thing), thing, new_key=args.new_key)
+    csr = devices.write_csrs(thing, [made.csr_pem])
     print(("Created" if made.new_key else "Kept the existing") + f" private key {made.key}")
-    print(f"Wrote the certificate signing request {made.csr}")
-    print(
-        f"Next: `make deploy ENV={settings.name}` registers the certificate, then "
-        f"`make flash ENV={settings.name} THING={thing} PORT=/dev/ttyUSB0`."
-    )
+    print(f"Wrote the certificate signing request {csr}")
     if args.new_key:
-        print("A new key needs a new certificate: deploy before flashing.")
+        print(
+            "A new key replaces the certificate: the board is offline until it is flashed "
+            "again (`rotate` keeps it online)."
+        )
+    print_steps(devices.next_steps(flash=thing))
+    return 0
+
+
+def add_command(args: argparse.Namespace) -> int:
+    """`add`: a new device: its key and CSR, and its number's binding."""
+    devices = the_fleet(args)
+    steps = fleet.add(devices, args.thing, args.number)
+    print(
+        f"Added {args.thing} to {args.env}: {devices.csr_file(args.thing)} (commit it), key "
+        f"in {devices.key_directory(args.thing)} (never commit it)."
+    )
+    print_steps(steps)
+    return 0
+
+
+def remove_command(args: argparse.Namespace) -> int:
+    """`remove`: the device's binding and CSR go; its keys are archived."""
+    devices = the_fleet(args)
+    steps, archived = fleet.remove(devices, args.thing)
+    print(f"Removed {args.thing} from {args.env}; its certificate is deleted on deploy.")
+    if archived is not None:
+        print(f"Archived its keys in {archived}.")
+    print_steps(steps)
+    return 0
+
+
+def rotate_command(args: argparse.Namespace) -> int:
+    """`rotate`: a new certificate beside the old one; `--finish` drops the old one."""
+    devices = the_fleet(args)
+    if args.finish:
+        steps = fleet.finish_rotation(devices, args.thing)
+        print(f"{args.thing} keeps only its new CSR; the old certificate is deleted on deploy.")
+    else:
+        steps = fleet.rotate(devices, args.thing)
+        print(
+            f"{args.thing} has a new key and a second CSR: after the deploy both certificates "
+            "are active. Flash the board, then run this command again with --finish."
+        )
+    print_steps(steps)
     return 0
 
 
@@ -62,7 +121,7 @@ def flash_command(args: argparse.Namespace) -> int:
     """`flash`: everything the board needs, from the deployed stack to a reset."""
     from device.tool import cloud  # boto3 is only needed here
 
-    settings = load_environment(args.env)
+    settings = load_environment(args.env, devices_root=args.devices_dir)
     thing = resolve_thing(settings, args.thing)
     directory = keys.device_directory(args.keys_dir, settings.name, thing)
     run_keys = f"`.venv/bin/python -m device.tool keys --env {settings.name} --thing {thing}`"
@@ -80,13 +139,12 @@ def flash_command(args: argparse.Namespace) -> int:
     else:
         ssid, password = wifi_settings(environ, interactive=sys.stdin.isatty())
     found = cloud.fetch_device(
-        env=settings.name, stack_name=settings.stack_name, region=settings.region, thing=thing
+        env=settings.name,
+        stack_name=settings.stack_name,
+        region=settings.region,
+        thing=thing,
+        is_for_key=lambda pem: keys.certificate_matches_key(pem, key),
     )
-    if not keys.certificate_matches_key(found.certificate_pem, key):
-        raise NoCertificate(
-            f"The certificate registered for {thing!r} is not for the key in {directory}: the "
-            f"key was replaced after the last deploy. Run `make deploy ENV={settings.name}`."
-        )
     config = device_config(
         wifi_ssid=ssid,
         wifi_password=password,

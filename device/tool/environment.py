@@ -1,4 +1,5 @@
-"""The environment and device a command works on, read from `cdk.json` as `cdk synth` reads it."""
+"""The environment and device a command works on, read from `cdk.json` and `devices/{env}/`
+as `cdk synth` reads them."""
 
 from __future__ import annotations
 
@@ -6,20 +7,20 @@ import json
 from pathlib import Path
 
 from device.tool.errors import UsageError
-from stacks.settings import EnvironmentSettings, SettingsError, parse_environment
+from stacks.device_files import DEVICES_ROOT, load_settings
+from stacks.settings import EnvironmentSettings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS_ROOT = ROOT / ".device-keys"  # git-ignored
 
 
-def load_environment(env: str, cdk_json: Path = ROOT / "cdk.json") -> EnvironmentSettings:
-    """The settings of `env` from `cdk.json`, validated as `cdk synth` validates them."""
+def load_environment(
+    env: str, cdk_json: Path = ROOT / "cdk.json", devices_root: Path = DEVICES_ROOT
+) -> EnvironmentSettings:
+    """The settings of `env` from `cdk.json` and `devices/`, validated as `cdk synth` does."""
     environments = json.loads(cdk_json.read_text())["context"].get("environments", {})
-    if env not in environments:
-        known = ", ".join(sorted(environments)) or "none"
-        raise UsageError(f"Unknown environment {env!r} (ENV=...). Known: {known}.")
     try:
-        return parse_environment(env, environments[env])
+        return load_settings(env, environments, devices_root)
     except SettingsError as error:
         raise UsageError(str(error)) from None
 
@@ -30,9 +31,9 @@ def resolve_thing(settings: EnvironmentSettings, thing: str | None) -> str:
     if thing:
         if thing not in settings.devices:
             raise UsageError(
-                f"{thing!r} is not a device of {settings.name} (cdk.json has: "
-                f"{', '.join(devices) or 'none'}); add it under environments.{settings.name}."
-                "devices first."
+                f"{thing!r} is not a device of {settings.name} (devices/{settings.name}/"
+                f"devices.json has: {', '.join(devices) or 'none'}); add it with `make "
+                f"device-add ENV={settings.name} THING={thing} NUMBER=+1...` first."
             )
         return thing
     if len(devices) == 1:

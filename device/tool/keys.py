@@ -1,8 +1,9 @@
 """The device's identity, made locally: an RSA-2048 key and a CSR that AWS IoT signs.
 
-The private key never leaves this machine except to the board: the stack registers the
-certificate from the CSR (`AWS::IoT::Certificate` with `CertificateSigningRequest`).
-Files are written with mode 0600 in a git-ignored folder, `.device-keys/{env}/{thing}/`.
+The private key never leaves this machine except to the board: it is written with mode
+0600 in a git-ignored folder, `.device-keys/{env}/{thing}/`. The CSR is public: it is
+committed as `devices/{env}/{thing}.csr.pem` (see `device/tool/fleet.py`), and the stack
+registers the certificate from it (`AWS::IoT::Certificate`, `CertificateSigningRequest`).
 """
 
 from __future__ import annotations
@@ -16,23 +17,22 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-import contract
 from device.tool.errors import NoCertificate, UsageError
 
 KEY_SIZE = 2048  # what the ESP8266's axTLS handles; AWS IoT accepts 2048 and up
 KEY_FILE = "device.key.pem"
-CSR_FILE = contract.CSR_FILE
+PREVIOUS_KEY_FILE = "previous.key.pem"
+"""The key being replaced during a certificate rotation (the board still uses it)."""
 PRIVATE_MODE = 0o600
 DIRECTORY_MODE = 0o700
 
 
 @dataclass(frozen=True)
-class KeyFiles:
-    """Where one device's key and CSR live, and whether `create` made a new key."""
+class DeviceKey:
+    """One device's key file, its CSR (PEM) and whether `create` made a new key."""
 
-    directory: Path
     key: Path
-    csr: Path
+    csr_pem: str
     new_key: bool
 
 
@@ -70,13 +70,13 @@ def build_csr(key: rsa.RSAPrivateKey, thing: str) -> x509.CertificateSigningRequ
     return x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
 
 
-def create(directory: Path, thing: str, *, new_key: bool = False) -> KeyFiles:
+def create(directory: Path, thing: str, *, new_key: bool = False) -> DeviceKey:
     """Makes the device's key (unless one exists and `new_key` is false) and its CSR.
 
     Keeping an existing key keeps the certificate the stack already registered valid.
     """
     make_private_directory(directory)
-    key_path, csr_path = directory / KEY_FILE, directory / CSR_FILE
+    key_path = directory / KEY_FILE
     created = new_key or not key_path.exists()
     if created:
         key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_SIZE)
@@ -90,9 +90,22 @@ def create(directory: Path, thing: str, *, new_key: bool = False) -> KeyFiles:
         )
     else:
         key = load_key(key_path)
-    csr = build_csr(key, thing)
-    write_private(csr_path, csr.public_bytes(serialization.Encoding.PEM))
-    return KeyFiles(directory=directory, key=key_path, csr=csr_path, new_key=created)
+    csr = build_csr(key, thing).public_bytes(serialization.Encoding.PEM).decode()
+    return DeviceKey(key=key_path, csr_pem=csr, new_key=created)
+
+
+def csr_matches_key(csr_pem: str, key: rsa.RSAPrivateKey) -> bool:
+    """True when the CSR was made for this key's public half."""
+    public = x509.load_pem_x509_csr(csr_pem.encode()).public_key()
+    return isinstance(public, rsa.RSAPublicKey) and _public_der(public) == _public_der(
+        key.public_key()
+    )
+
+
+def _public_der(public_key: rsa.RSAPublicKey) -> bytes:
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def load_key(path: Path) -> rsa.RSAPrivateKey:
@@ -126,8 +139,6 @@ def certificate_der(pem: str) -> bytes:
 def certificate_matches_key(pem: str, key: rsa.RSAPrivateKey) -> bool:
     """True when the certificate was issued for this key's public half."""
     public = x509.load_pem_x509_certificate(pem.encode()).public_key()
-    return public.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    ) == key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return isinstance(public, rsa.RSAPublicKey) and _public_der(public) == _public_der(
+        key.public_key()
     )

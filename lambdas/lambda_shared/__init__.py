@@ -4,5 +4,6 @@
 - `twilio_credentials`: the Twilio secret, read through Powertools parameters (cached);
 - `twilio_rest`: the Twilio REST client, built once per container (again after a rotation,
   and after a 401, from a fresh read of the secret);
+- `bindings`: the bindings table (number <-> thing), read through Powertools (cached);
 - `logs`: what may be logged about a message (masked numbers, never a body).
 """

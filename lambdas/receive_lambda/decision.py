@@ -8,7 +8,7 @@ import html
 import re
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import contract
 from receive_lambda.config import ReceiveConfig
@@ -21,6 +21,15 @@ _MEDIA_TYPE = re.compile(
 )
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
 _MEDIA_KEY = re.compile(r"Media(Url|ContentType)([0-9]+)")
+
+
+class ThingLookup(Protocol):
+    """Number -> the thing bound to it, or None (`lambda_shared.bindings.ThingsByNumber`, or
+    a dict in tests)."""
+
+    def get(self, number: str, /) -> str | None:
+        """The thing bound to `number`."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -94,10 +103,10 @@ def _media(form: FormParams) -> list[dict[str, str]]:
     return media
 
 
-def decide(form: FormParams, config: ReceiveConfig) -> Decision:
+def decide(form: FormParams, config: ReceiveConfig, things_by_number: ThingLookup) -> Decision:
     """What to do with a webhook whose signature is valid."""
     to = form.one("To")
-    thing = config.things_by_number.get(to)
+    thing = things_by_number.get(to)
     if thing is None:
         return Unbound(to=to)
     sid = form.one("MessageSid")

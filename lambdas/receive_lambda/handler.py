@@ -21,12 +21,13 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from lambda_shared.bindings import ThingsByNumber
 from lambda_shared.logs import mask_number
 from lambda_shared.twilio_credentials import MissingCredentials
 from receive_lambda import SERVICE
 from receive_lambda.adapters import InboundPublisher, SecretTokenSource
 from receive_lambda.config import ReceiveConfig
-from receive_lambda.decision import Publish, TooLong, Unbound, decide
+from receive_lambda.decision import Publish, ThingLookup, TooLong, Unbound, decide
 from receive_lambda.errors import BadRequest, ConfigurationError, WebhookError
 from receive_lambda.event import parse_event
 from receive_lambda.signature import authenticate
@@ -43,6 +44,7 @@ class Receiver:
     """One container's configuration and clients, built once and reused while warm."""
 
     config: ReceiveConfig
+    things_by_number: ThingLookup
     tokens: SecretTokenSource
     publisher: InboundPublisher
 
@@ -51,7 +53,7 @@ class Receiver:
         request = parse_event(event)
         logger.append_keys(api_request_id=request.api_request_id)
         authenticate(request, self.tokens)
-        decision = decide(request.form, self.config)
+        decision = decide(request.form, self.config, self.things_by_number)
         if isinstance(decision, Unbound):
             logger.info("No device is bound to the number texted", to=mask_number(decision.to))
         elif isinstance(decision, TooLong):
@@ -84,6 +86,7 @@ def runtime() -> Receiver:
     config = ReceiveConfig.from_environ(os.environ)
     return Receiver(
         config=config,
+        things_by_number=ThingsByNumber(config.bindings_table, boto3.resource("dynamodb")),
         tokens=SecretTokenSource(config.secret_name),
         publisher=InboundPublisher(
             boto3.client("iot-data"),

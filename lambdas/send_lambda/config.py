@@ -15,6 +15,7 @@ REQUIRED = (
     SECRET_NAME_VARIABLE,
     "IDEMPOTENCY_TABLE",
     "DEAD_LETTER_QUEUE_URL",
+    contract.BINDINGS_TABLE_VARIABLE,
     contract.CONTACTS_TABLE_VARIABLE,
     "REFUSED_QUEUE_URL",
 )
@@ -27,8 +28,6 @@ DEFAULT_METRICS_NAMESPACE = "TextDevice"
 class SendConfig:
     """The environment's rules for outbound messages and the AWS resources used."""
 
-    numbers_by_thing: Mapping[str, str]
-    """Thing -> the Twilio number it sends from."""
     policy: OutboundPolicy = field(default_factory=OutboundPolicy)
     """Whom a device may text, and how much."""
     status_callback_url: str | None = None
@@ -38,6 +37,8 @@ class SendConfig:
     """The DynamoDB table of sent messages and attempt markers."""
     dead_letter_queue_url: str = ""
     """Where a message Twilio refuses for good is put."""
+    bindings_table: str = ""
+    """The DynamoDB table of which number each thing sends from (`lambda_shared.bindings`)."""
     contacts_table: str = ""
     """The Contacts table: contacts (reply window, opt-outs) and the send counters."""
     refused_queue_url: str = ""
@@ -45,29 +46,22 @@ class SendConfig:
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
     """The CloudWatch namespace of the refusal metrics."""
 
-    def is_fleet_number(self, number: str) -> bool:
-        """True when `number` is bound to a device of the environment."""
-        return number in self.numbers_by_thing.values()
-
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> SendConfig:
-        """Reads NUMBERS_BY_THING (JSON), STATUS_CALLBACK_URL (optional),
-        TWILIO_SECRET_NAME, IDEMPOTENCY_TABLE, DEAD_LETTER_QUEUE_URL, CONTACTS_TABLE,
-        REFUSED_QUEUE_URL, POWERTOOLS_METRICS_NAMESPACE and the outbound policy's variables
-        (see policy_from_environ); ValueError names what is wrong."""
+        """Reads STATUS_CALLBACK_URL (optional), TWILIO_SECRET_NAME, IDEMPOTENCY_TABLE,
+        DEAD_LETTER_QUEUE_URL, BINDINGS_TABLE, CONTACTS_TABLE, REFUSED_QUEUE_URL,
+        POWERTOOLS_METRICS_NAMESPACE and the outbound policy's variables (see
+        policy_from_environ); ValueError names what is wrong."""
         missing = missing_variables(environ, REQUIRED)
         if missing:
             raise ValueError(f"environment variable(s) {', '.join(missing)} not set")
-        numbers = json.loads(environ.get("NUMBERS_BY_THING") or "{}")
-        if not isinstance(numbers, dict):
-            raise ValueError("NUMBERS_BY_THING must be a JSON object")
         return cls(
-            numbers_by_thing={str(k): str(v) for k, v in numbers.items()},
             policy=policy_from_environ(environ),
             status_callback_url=environ.get("STATUS_CALLBACK_URL") or None,
             secret_name=environ[SECRET_NAME_VARIABLE],
             idempotency_table=environ["IDEMPOTENCY_TABLE"],
             dead_letter_queue_url=environ["DEAD_LETTER_QUEUE_URL"],
+            bindings_table=environ[contract.BINDINGS_TABLE_VARIABLE],
             contacts_table=environ[contract.CONTACTS_TABLE_VARIABLE],
             refused_queue_url=environ["REFUSED_QUEUE_URL"],
             metrics_namespace=environ.get("POWERTOOLS_METRICS_NAMESPACE")

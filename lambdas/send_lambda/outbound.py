@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import contract
@@ -62,6 +62,15 @@ class Failure(StrEnum):
     """5xx, 429, timeout, connection error: raise, so Lambda retries the invocation."""
     PERMANENT = "permanent"
     """Any other 4xx (21211 invalid number...): dead-letter now, never retry."""
+
+
+class NumberLookup(Protocol):
+    """Thing -> the number bound to it, or None (`lambda_shared.bindings.NumbersByThing`, or
+    a dict in tests)."""
+
+    def get(self, thing: str, /) -> str | None:
+        """The number bound to `thing`."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,12 +185,14 @@ def is_https_url(url: str) -> bool:
     return parts.scheme == "https" and bool(parts.hostname) and port_ok
 
 
-def parse_message(event: Any, config: SendConfig) -> OutboundMessage:
+def parse_message(
+    event: Any, config: SendConfig, numbers_by_thing: NumberLookup
+) -> OutboundMessage:
     """Validates the topic rule's event; raises Rejected with a specific reason."""
     if not isinstance(event, Mapping):
         raise Rejected(Reason.NOT_AN_OBJECT, "the payload is not a JSON object")
     thing = event.get(contract.THING_FIELD)
-    sender = config.numbers_by_thing.get(thing) if isinstance(thing, str) else None
+    sender = numbers_by_thing.get(thing) if isinstance(thing, str) else None
     if sender is None or not isinstance(thing, str):
         raise Rejected(Reason.UNKNOWN_THING, "no number is bound to the publishing thing")
     kind = event.get("Type", contract.OUTBOUND_TYPE)

@@ -49,6 +49,7 @@ from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.rest import Client
 
 import contract
+from lambda_shared.bindings import NumbersByThing, ThingsByNumber
 from lambda_shared.twilio_rest import HttpClientFactory, TwilioClients
 from send_lambda import SERVICE
 from send_lambda.config import SendConfig
@@ -56,6 +57,7 @@ from send_lambda.contacts_store import ContactsStore
 from send_lambda.outbound import (
     Failure,
     ListedMessage,
+    NumberLookup,
     OutboundMessage,
     Reason,
     Rejected,
@@ -107,18 +109,21 @@ class SendRuntime:
         self,
         *,
         config: SendConfig,
+        numbers_by_thing: NumberLookup,
+        is_fleet_number: FleetLookup,
         dynamodb_client: Any,
         sqs_client: Any,
-        is_fleet_number: FleetLookup | None = None,
         http_client_factory: HttpClientFactory | None = None,
         twilio_timeout: float = TWILIO_TIMEOUT,
         clock: Clock = utc_now,
     ) -> None:
-        """`is_fleet_number`: whether a number is bound to a device of the fleet (None: the
-        numbers of `config`); `http_client_factory`: Twilio's transport (None: the
-        container's, see `lambda_shared.twilio_rest.use_transport`)."""
+        """`numbers_by_thing`: the number each thing sends from; `is_fleet_number`: whether a
+        number is bound to a device of the fleet (both read from the bindings table in
+        Lambda); `http_client_factory`: Twilio's transport (None: the container's, see
+        `lambda_shared.twilio_rest.use_transport`)."""
         self.config = config
-        self._is_fleet_number = is_fleet_number or config.is_fleet_number
+        self._numbers_by_thing = numbers_by_thing
+        self._is_fleet_number = is_fleet_number
         self._contacts = ContactsStore(dynamodb_client, config.contacts_table)
         self._twilio = TwilioClients(
             config.secret_name, timeout=twilio_timeout, http_client_factory=http_client_factory
@@ -148,8 +153,13 @@ class SendRuntime:
         """Built from the Lambda's environment variables, with boto3's default clients."""
         import boto3  # here, not at import: tests and the demo build clients after mocking
 
+        config = SendConfig.from_environ(environ)
+        bindings = boto3.resource("dynamodb")
+        things_by_number = ThingsByNumber(config.bindings_table, bindings)
         return cls(
-            config=SendConfig.from_environ(environ),
+            config=config,
+            numbers_by_thing=NumbersByThing(config.bindings_table, bindings),
+            is_fleet_number=lambda number: things_by_number.get(number) is not None,
             dynamodb_client=boto3.client("dynamodb"),
             sqs_client=boto3.client("sqs"),
         )
@@ -163,7 +173,7 @@ class SendRuntime:
         self._idempotency.register_lambda_context(context)
         where = _log_keys(event)
         try:
-            message = parse_message(event, self.config)
+            message = parse_message(event, self.config, self._numbers_by_thing)
             result: dict[str, Any] = self._send_once(record=message.as_record())
         except Rejected as rejected:
             return self._rejected(rejected, where)

@@ -27,6 +27,7 @@ from loop.local_loop import LocalLoop
 from loop.twilio_proxy import MessageRequest
 from loop.umqtt_host import MQTTClient
 from tests.doubles.twilio_faults import FaultProxy
+from tests.infra.synthetic_fleet import write_devices
 from tools.redrive import Redrive
 
 pytestmark = pytest.mark.e2e
@@ -41,8 +42,9 @@ PERSON = "+15551234567"
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalLoop]:
     work = Path(tmp_path_factory.mktemp("attacks"))
+    write_devices(work / "devices", "dev", DEVICES)
     with LocalLoop(
-        work, retry_delay_s=0.05, twilio_proxy=FaultProxy, settings={"devices": DEVICES}
+        work, retry_delay_s=0.05, twilio_proxy=FaultProxy, devices_dir=work / "devices"
     ) as running:
         yield running
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from moto import mock_aws
 
-from contract import certificate_output_name
+import contract
 from device.tool import keys
+from stacks.device_files import DEVICES_ROOT
 
 ENV = "dev"
 THING = "dev-reverser"
@@ -74,24 +76,45 @@ def aws(aws_env: None) -> Iterator[None]:
 
 
 @pytest.fixture
+def devices_dir(tmp_path: Path) -> Path:
+    """A copy of the repository's `devices/`, for commands that write CSRs or bindings."""
+    copy = tmp_path / "devices"
+    shutil.copytree(DEVICES_ROOT, copy)
+    return copy
+
+
+@pytest.fixture
 def keys_dir(tmp_path: Path) -> Path:
-    """A `.device-keys` folder with the dev device's key and CSR."""
+    """A `.device-keys` folder with the dev device's key."""
     root = tmp_path / "device-keys"
     keys.create(keys.device_directory(root, ENV, THING), THING)
     return root
 
 
-def deploy(keys_dir: Path, *, with_certificate: bool = True) -> Deployed:
-    """Creates what `make deploy` would: the certificate (from the CSR) and the stack."""
+def register(csr_pem: bytes, thing: str = THING) -> tuple[str, str]:
+    """What a deploy does for one CSR: an ACTIVE certificate attached to the thing.
+    Returns the certificate's id and PEM."""
     iot = boto3.client("iot", region_name=REGION)
-    csr = (keys.device_directory(keys_dir, ENV, THING) / keys.CSR_FILE).read_bytes()
-    pem = sign_csr(csr)
-    certificate_id = ""
-    outputs = {"ThingNames": THING, "TopicPrefix": "sms", "DevicePolicyName": "policy"}
+    pem = sign_csr(csr_pem)
+    registered = iot.register_certificate_without_ca(certificatePem=pem, status="ACTIVE")
+    iot.attach_thing_principal(thingName=thing, principal=registered["certificateArn"])
+    return registered["certificateId"], pem
+
+
+def deploy(keys_dir: Path, *, with_certificate: bool = True) -> Deployed:
+    """Creates what `make deploy` would: the thing, its certificate (from the CSR), the stack."""
+    iot = boto3.client("iot", region_name=REGION)
+    iot.create_thing(thingName=THING)
+    directory = keys.device_directory(keys_dir, ENV, THING)
+    csr = keys.create(directory, THING).csr_pem.encode()
+    certificate_id, pem = "", sign_csr(csr)
     if with_certificate:
-        registered = iot.register_certificate_without_ca(certificatePem=pem, status="ACTIVE")
-        certificate_id = registered["certificateId"]
-        outputs[certificate_output_name(THING)] = certificate_id
+        certificate_id, pem = register(csr)
+    outputs = {
+        contract.DEVICE_COUNT_OUTPUT: "1",
+        contract.TOPIC_PREFIX_OUTPUT: contract.DEFAULT_TOPIC_PREFIX,
+        contract.DEVICE_POLICY_NAME_OUTPUT: "policy",
+    }
     boto3.client("cloudformation", region_name=REGION).create_stack(
         StackName=STACK, TemplateBody=stack_template(outputs)
     )

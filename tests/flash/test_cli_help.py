@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import ROOT
 
 
-@pytest.mark.parametrize("subcommand", ["keys", "flash", "monitor"])
+@pytest.mark.parametrize("subcommand", ["add", "remove", "rotate", "keys", "flash", "monitor"])
 def test_every_subcommand_has_help(subcommand: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "device.tool", subcommand, "--help"],

@@ -7,10 +7,11 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from device.tool import board
+from device.tool import board, keys
 from device.tool.cli import main
 from device.tool.errors import (
     MissingWifi,
@@ -21,7 +22,7 @@ from device.tool.errors import (
     WrongChip,
 )
 from device.tool.wifi import wifi_settings
-from tests.flash.conftest import ENV, THING, Deployed, deploy, firmware_image
+from tests.flash.conftest import ENV, THING, Deployed, deploy, firmware_image, register
 
 
 def flash(keys_dir: Path, *extra: str) -> list[str]:
@@ -138,8 +139,7 @@ def test_no_certificate_in_the_stack_names_keys_then_deploy(
 ) -> None:
     deploy(keys_dir, with_certificate=False)
     err = error_of(capsys, flash(keys_dir, "--dry-run"))
-    assert "has no certificate in TextDevice-dev" in err
-    assert f"device.tool keys --env dev --thing {THING}" in err and "make deploy ENV=dev" in err
+    assert "has no certificate in TextDevice-dev" in err and "make deploy ENV=dev" in err
 
 
 @pytest.mark.usefixtures("aws", "wifi")
@@ -150,12 +150,13 @@ def test_no_local_key_names_keys(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 @pytest.mark.usefixtures("wifi")
 def test_a_key_replaced_after_deploy_is_caught(
-    deployed: Deployed, capsys: pytest.CaptureFixture[str]
+    deployed: Deployed, devices_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["keys", "--keys-dir", str(deployed.keys_dir), "--new-key"]) == 0
+    argv = ["keys", "--keys-dir", str(deployed.keys_dir), "--devices-dir", str(devices_dir)]
+    assert main([*argv, "--new-key"]) == 0
     capsys.readouterr()
     err = error_of(capsys, flash(deployed.keys_dir, "--dry-run"))
-    assert "not for the key" in err and "make deploy ENV=dev" in err
+    assert "is for the key on this machine" in err and "make deploy ENV=dev" in err
 
 
 def test_missing_wifi_settings_without_a_terminal() -> None:
@@ -200,8 +201,31 @@ def test_fetch_device_reads_the_certificate_and_refuses_an_undeployed_thing(
 ) -> None:
     from device.tool.cloud import fetch_device
 
-    found = fetch_device(env=ENV, stack_name="TextDevice-dev", region="eu-west-1", thing=THING)
+    def where(thing: str) -> dict[str, Any]:
+        return {"env": ENV, "stack_name": "TextDevice-dev", "region": "eu-west-1", "thing": thing}
+
+    found = fetch_device(**where(THING), is_for_key=lambda _: True)
     assert found.certificate_id == deployed.certificate_id
     assert found.certificate_pem.strip() == deployed.certificate_pem.strip()
     with pytest.raises(StackNotDeployed, match="not in the deployed stack"):
-        fetch_device(env=ENV, stack_name="TextDevice-dev", region="eu-west-1", thing="other")
+        fetch_device(**where("other"), is_for_key=lambda _: True)
+
+
+def test_during_a_rotation_the_board_gets_the_certificate_of_its_new_key(
+    deployed: Deployed,
+) -> None:
+    """Two certificates are attached while a device is rotated: flash picks the one that
+    was issued for the key on this machine, whatever the order IoT lists them in."""
+    from device.tool.cloud import fetch_device
+
+    new_key = keys.create(deployed.keys_dir / "next", THING)
+    new_id, _ = register(new_key.csr_pem.encode())
+    key = keys.load_key(new_key.key)
+    found = fetch_device(
+        env=ENV,
+        stack_name="TextDevice-dev",
+        region="eu-west-1",
+        thing=THING,
+        is_for_key=lambda pem: keys.certificate_matches_key(pem, key),
+    )
+    assert found.certificate_id == new_id != deployed.certificate_id

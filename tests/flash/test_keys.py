@@ -20,13 +20,18 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_keys_command_makes_a_2048_bit_key_and_a_csr_signed_by_it(tmp_path: Path) -> None:
-    assert main(["keys", "--env", ENV, "--thing", THING, "--keys-dir", str(tmp_path)]) == 0
+def test_keys_command_makes_a_2048_bit_key_and_a_csr_signed_by_it(
+    tmp_path: Path, devices_dir: Path
+) -> None:
+    argv = ["keys", "--env", ENV, "--thing", THING, "--keys-dir", str(tmp_path)]
+    assert main([*argv, "--devices-dir", str(devices_dir)]) == 0
     directory = tmp_path / ENV / THING
     key = serialization.load_pem_private_key((directory / "device.key.pem").read_bytes(), None)
     assert isinstance(key, rsa.RSAPrivateKey)
     assert key.key_size == 2048
-    csr = x509.load_pem_x509_csr((directory / "device.csr.pem").read_bytes())
+    # The CSR is public: it is written where it is committed, not beside the key.
+    assert sorted(p.name for p in directory.iterdir()) == ["device.key.pem"]
+    csr = x509.load_pem_x509_csr((devices_dir / ENV / f"{THING}.csr.pem").read_bytes())
     assert csr.is_signature_valid
     public = csr.public_key()
     assert isinstance(public, rsa.RSAPublicKey)
@@ -39,11 +44,11 @@ def test_keys_command_makes_a_2048_bit_key_and_a_csr_signed_by_it(tmp_path: Path
     )
 
 
-def test_key_and_csr_are_mode_0600_in_a_0700_folder(tmp_path: Path) -> None:
+def test_the_key_is_mode_0600_in_a_0700_folder(tmp_path: Path) -> None:
     made = keys.create(tmp_path / ENV / THING, THING)
     assert mode(made.key) == 0o600
-    assert mode(made.csr) == 0o600
-    assert mode(made.directory) == 0o700
+    assert mode(made.key.parent) == 0o700
+    assert keys.csr_matches_key(made.csr_pem, keys.load_key(made.key))
 
 
 def test_an_existing_key_is_kept_so_the_deployed_certificate_stays_valid(tmp_path: Path) -> None:
@@ -65,9 +70,10 @@ def test_a_widened_key_file_is_narrowed_again(tmp_path: Path) -> None:
 
 
 def test_keys_refuses_a_thing_the_environment_does_not_have(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, devices_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["keys", "--env", ENV, "--thing", "nope", "--keys-dir", str(tmp_path)]) == 2
+    argv = ["keys", "--env", ENV, "--thing", "nope", "--keys-dir", str(tmp_path)]
+    assert main([*argv, "--devices-dir", str(devices_dir)]) == 2
     assert "'nope' is not a device of dev" in capsys.readouterr().err
     assert not (tmp_path / ENV / "nope").exists()
 

@@ -19,7 +19,8 @@ from tests.conftest import ROOT, Synthesized
 
 THING = "dev-reverser"
 NUMBER = "+15555550100"
-CONFIG = SendConfig(numbers_by_thing={THING: NUMBER, "dev-doorbell": "+15555550101"})
+CONFIG = SendConfig()
+NUMBERS = {THING: NUMBER, "dev-doorbell": "+15555550101"}
 
 
 def rule_sql(synth: Synthesized) -> str:
@@ -81,7 +82,7 @@ def test_the_send_lambda_reads_exactly_what_the_rule_selects() -> None:
             contract.THING_FIELD: THING,
         }
     )
-    parse_message(event, CONFIG)
+    parse_message(event, CONFIG, NUMBERS)
     assert event.read == {*contract.OUTBOUND_FIELDS, contract.THING_FIELD}
 
 
@@ -90,14 +91,14 @@ def test_a_device_that_names_another_number_as_from_is_refused(
 ) -> None:
     payload = {"Type": "Outgoing", "Id": "m-1", "To": "+15551234567", "Body": "hi"}
     own = rule_event(synthesized["dev"], THING, {**payload, "From": NUMBER})
-    assert parse_message(own, CONFIG).from_ == NUMBER
+    assert parse_message(own, CONFIG, NUMBERS).from_ == NUMBER
     spoofed = rule_event(synthesized["dev"], THING, {**payload, "From": "+15555550101"})
     with pytest.raises(Rejected) as caught:
-        parse_message(spoofed, CONFIG)
+        parse_message(spoofed, CONFIG, NUMBERS)
     assert caught.value.reason is Reason.FROM_NOT_ALLOWED
     # Nor can a payload choose the thing (and so the number) it sends as.
     other = rule_event(synthesized["dev"], THING, {**payload, "thing": "dev-doorbell"})
-    assert parse_message(other, CONFIG).from_ == NUMBER
+    assert parse_message(other, CONFIG, NUMBERS).from_ == NUMBER
 
 
 def test_topics_and_names() -> None:
@@ -105,7 +106,18 @@ def test_topics_and_names() -> None:
     assert contract.outbound_topic("sms", "a") == "sms/a/outbound"
     assert contract.stack_name("dev") == "TextDevice-dev"
     assert contract.twilio_secret_name("dev") == "text-device/dev/twilio"
-    assert contract.certificate_output_name("dev-reverser") == "CertificateDevReverser"
+
+
+def test_binding_items_hold_both_directions_without_collisions() -> None:
+    items = contract.binding_items({"dev-reverser": "+15555550100", "b": "+15555550101"})
+    assert items == {
+        "dev-reverser": "+15555550100",
+        "+15555550100": "dev-reverser",
+        "b": "+15555550101",
+        "+15555550101": "b",
+    }
+    # A number's key and a thing's key never collide: no thing name can start with `+`.
+    assert not contract.THING_NAME.match("+15555550100")
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,8 @@ from moto import mock_aws
 from moto.backends import get_backend
 from twilio.request_validator import RequestValidator
 
+import contract
+from loop import bindings
 from loop.apigw_vtl import (
     HttpRequest,
     HttpResponse,
@@ -32,6 +34,7 @@ REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 SECRET_NAME = "text-device/dev/twilio"
 TABLE = "receive-idempotency"
+BINDINGS_TABLE = "bindings"
 EXECUTE_API = default_context()
 EXECUTE_API_URL = "https://abc123defg.execute-api.eu-west-1.amazonaws.com/v1/message"
 FORM = "application/x-www-form-urlencoded; charset=UTF-8"
@@ -56,10 +59,11 @@ def receive_function_environment(synth: Synthesized) -> dict[str, str]:
         if resource["Type"] != "AWS::Lambda::Function":
             continue
         variables = resource["Properties"].get("Environment", {}).get("Variables", {})
-        if "THINGS_BY_NUMBER" in variables:
+        if "TOPIC_PREFIX" in variables:
             return {
                 **{k: v for k, v in variables.items() if isinstance(v, str)},
                 "IDEMPOTENCY_TABLE": TABLE,
+                contract.BINDINGS_TABLE_VARIABLE: BINDINGS_TABLE,
             }
     raise AssertionError("no receive function in the template")
 
@@ -190,11 +194,17 @@ def make_world(
         Name=environment["TWILIO_SECRET_NAME"],
         SecretString=json.dumps({"account_sid": "AC1", "auth_token": TOKEN}),
     )
-    boto3.client("dynamodb", region_name=REGION).create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
+    for table in (TABLE, BINDINGS_TABLE):
+        boto3.client("dynamodb", region_name=REGION).create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    # The dev stack's bindings, as its shards write them on deploy.
+    bindings.fill(
+        boto3.resource("dynamodb", region_name=REGION).Table(BINDINGS_TABLE),
+        *bindings.shard_bindings(synth.template_path.parent),
     )
     reset_receiver()
     world = ReceiveWorld(LambdaMethod.from_template(synth.template_json, "message"), environment)

@@ -244,7 +244,8 @@ def test_too_many_fields_is_a_bad_request() -> None:
         parse_form("&".join(["a=1"] * (MAX_FIELDS + 1)))
 
 
-CONFIG = ReceiveConfig(topic_prefix="sms", things_by_number={"+1555": "t1"}, body_limit=5)
+CONFIG = ReceiveConfig(topic_prefix="sms", body_limit=5)
+THINGS = {"+1555": "t1"}
 
 
 def form(**fields: str) -> Any:
@@ -253,7 +254,7 @@ def form(**fields: str) -> Any:
 
 
 def test_decide_publishes_the_contract_message() -> None:
-    decision = decide(form(), CONFIG)
+    decision = decide(form(), CONFIG, THINGS)
     assert isinstance(decision, Publish)
     assert decision.topic == "sms/t1/inbound"
     assert json.loads(decision.payload) == {
@@ -267,10 +268,10 @@ def test_decide_publishes_the_contract_message() -> None:
 
 
 def test_decide_unbound_and_too_long() -> None:
-    assert isinstance(decide(form(To="+1777"), CONFIG), Unbound)
-    too_long = decide(form(Body="a<b&c"), CONFIG)  # 5 characters: allowed
+    assert isinstance(decide(form(To="+1777"), CONFIG, THINGS), Unbound)
+    too_long = decide(form(Body="a<b&c"), CONFIG, THINGS)  # 5 characters: allowed
     assert isinstance(too_long, Publish)
-    too_long = decide(form(Body="a<b&cd"), CONFIG)
+    too_long = decide(form(Body="a<b&cd"), CONFIG, THINGS)
     assert isinstance(too_long, TooLong)
     assert "limited to 5 characters; yours had 6" in too_long.twiml
 
@@ -290,28 +291,29 @@ def test_decide_unbound_and_too_long() -> None:
 )
 def test_decide_rejects_invalid_fields(fields: dict[str, str]) -> None:
     with pytest.raises(BadRequest):
-        decide(form(**fields), CONFIG)
+        decide(form(**fields), CONFIG, THINGS)
 
 
 def test_config_from_environment_rejects_unknown_extra_fields() -> None:
-    resources = {"TWILIO_SECRET_NAME": "s", "IDEMPOTENCY_TABLE": "t"}
+    resources = {"TWILIO_SECRET_NAME": "s", "IDEMPOTENCY_TABLE": "t", "BINDINGS_TABLE": "b"}
     with pytest.raises(ConfigurationError):
         ReceiveConfig.from_environ({**resources, "EXTRA_FIELDS": "Password"})
     config = ReceiveConfig.from_environ(
-        {
-            **resources,
-            "THINGS_BY_NUMBER": '{"+1": "a"}',
-            "EXTRA_FIELDS": "FromCity,WaId",
-            "BODY_LIMIT": "9",
-        }
+        {**resources, "EXTRA_FIELDS": "FromCity,WaId", "BODY_LIMIT": "9"}
     )
     assert config.extra_fields == ("FromCity", "WaId") and config.body_limit == 9
-    assert (config.secret_name, config.idempotency_table) == ("s", "t")
+    assert (config.secret_name, config.idempotency_table, config.bindings_table) == (
+        "s",
+        "t",
+        "b",
+    )
 
 
-def test_config_from_environment_names_a_missing_resource() -> None:
-    with pytest.raises(ConfigurationError, match="IDEMPOTENCY_TABLE"):
-        ReceiveConfig.from_environ({"TWILIO_SECRET_NAME": "s"})
+@pytest.mark.parametrize("missing", ["IDEMPOTENCY_TABLE", "BINDINGS_TABLE"])
+def test_config_from_environment_names_a_missing_resource(missing: str) -> None:
+    resources = {"TWILIO_SECRET_NAME": "s", "IDEMPOTENCY_TABLE": "t", "BINDINGS_TABLE": "b"}
+    with pytest.raises(ConfigurationError, match=missing):
+        ReceiveConfig.from_environ({k: v for k, v in resources.items() if k != missing})
 
 
 def test_mask_number_hides_the_middle() -> None:

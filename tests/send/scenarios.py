@@ -171,7 +171,6 @@ def build_runtime(
     """A SendRuntime on the stand-ins, its Twilio requests sent to `twilio_url`."""
     return SendRuntime(
         config=SendConfig(
-            numbers_by_thing=NUMBERS_BY_THING,
             policy=policy or OutboundPolicy(),
             status_callback_url=status_callback_url,
             secret_name=SECRET_NAME,
@@ -180,6 +179,8 @@ def build_runtime(
             contacts_table=CONTACTS_TABLE,
             refused_queue_url=aws.refused_queue_url,
         ),
+        numbers_by_thing=NUMBERS_BY_THING,
+        is_fleet_number=lambda number: number in NUMBERS_BY_THING.values(),
         dynamodb_client=aws.dynamodb,
         sqs_client=aws.sqs,
         http_client_factory=lambda t: LoopbackHttpClient(twilio_url, timeout=t),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from collections.abc import Iterator
 from types import ModuleType
@@ -14,7 +13,9 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from twilio.request_validator import RequestValidator
 
+import contract
 from lambda_shared import twilio_rest
+from loop import bindings
 from loop.twilio_loopback import TEST_AUTH_TOKEN, LoopbackHttpClient
 from send_lambda import handler as send_handler
 from status_lambda import handler as status_lambda_handler
@@ -35,8 +36,19 @@ from tests.send.scenarios import (
 def test_send_handler_builds_its_runtime_from_the_environment(
     aws: AwsStandIns, fresh_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import boto3
+
+    aws.dynamodb.create_table(
+        TableName="bindings",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    bindings.fill(
+        boto3.resource("dynamodb", region_name="eu-west-1").Table("bindings"), {THING: SENDER}
+    )
     for name, value in {
-        "NUMBERS_BY_THING": json.dumps({THING: SENDER}),
+        contract.BINDINGS_TABLE_VARIABLE: "bindings",
         "DESTINATION_ALLOW_LIST": "",
         "TWILIO_SECRET_NAME": SECRET_NAME,
         "IDEMPOTENCY_TABLE": TABLE_NAME,

@@ -28,17 +28,18 @@ from send_lambda.outbound import (
 )
 from tests.send.scenarios import SENDER, THING, event
 
-SETTINGS = SendConfig(numbers_by_thing={THING: SENDER, "other": "+15555550101"})
+SETTINGS = SendConfig()
+NUMBERS = {THING: SENDER, "other": "+15555550101"}
 
 
 def rejected(payload: Any, settings: SendConfig = SETTINGS) -> Reason:
     with pytest.raises(Rejected) as caught:
-        parse_message(payload, settings)
+        parse_message(payload, settings, NUMBERS)
     return caught.value.reason
 
 
 def test_a_valid_message_is_sent_from_the_number_bound_to_the_thing() -> None:
-    message = parse_message(event("abc", Body="hi"), SETTINGS)
+    message = parse_message(event("abc", Body="hi"), SETTINGS, NUMBERS)
     assert (message.thing, message.id, message.from_, message.to, message.body) == (
         THING,
         "abc",
@@ -51,8 +52,8 @@ def test_a_valid_message_is_sent_from_the_number_bound_to_the_thing() -> None:
 
 
 def test_the_same_id_on_two_devices_gives_two_keys() -> None:
-    one = parse_message(event("same"), SETTINGS)
-    two = parse_message(event("same", thing="other"), SETTINGS)
+    one = parse_message(event("same"), SETTINGS, NUMBERS)
+    two = parse_message(event("same", thing="other"), SETTINGS, NUMBERS)
     assert one.idempotency_key != two.idempotency_key
     assert two.from_ == "+15555550101"
 
@@ -96,26 +97,27 @@ def test_anything_else_is_rejected_with_a_specific_reason(payload: Any, reason: 
 
 def test_body_of_exactly_1600_characters_and_emoji_is_accepted() -> None:
     body = "😀" * MAX_BODY_CHARACTERS
-    assert parse_message(event(Body=body), SETTINGS).body == body
+    assert parse_message(event(Body=body), SETTINGS, NUMBERS).body == body
 
 
 def test_from_equal_to_the_bound_number_is_tolerated() -> None:
-    assert parse_message(event(From=SENDER), SETTINGS).from_ == SENDER
+    assert parse_message(event(From=SENDER), SETTINGS, NUMBERS).from_ == SENDER
 
 
 def test_media_only_message_and_the_image_alias() -> None:
-    message = parse_message(event(Body="", Image="https://example.com/cat.jpg"), SETTINGS)
+    message = parse_message(event(Body="", Image="https://example.com/cat.jpg"), SETTINGS, NUMBERS)
     assert message.media_urls == ("https://example.com/cat.jpg",)
     both_equal = event(MediaUrl="https://e.com/a.png", Image="https://e.com/a.png")
-    assert parse_message(both_equal, SETTINGS).media_urls == ("https://e.com/a.png",)
+    assert parse_message(both_equal, SETTINGS, NUMBERS).media_urls == ("https://e.com/a.png",)
     many = [f"https://e.com/{i}.png" for i in range(10)]
-    assert parse_message(event(MediaUrl=many), SETTINGS).media_urls == tuple(many)
+    assert parse_message(event(MediaUrl=many), SETTINGS, NUMBERS).media_urls == tuple(many)
 
 
 RESOURCES = {
     "TWILIO_SECRET_NAME": "text-device/dev/twilio",
     "IDEMPOTENCY_TABLE": "table",
     "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/dlq",
+    "BINDINGS_TABLE": "bindings",
     "CONTACTS_TABLE": "contacts",
     "REFUSED_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/refused",
 }
@@ -125,30 +127,28 @@ def test_config_from_environment() -> None:
     config = SendConfig.from_environ(
         {
             **RESOURCES,
-            "NUMBERS_BY_THING": '{"a": "+15555550100"}',
+            "DESTINATION_ALLOW_LIST": "+15551234567, +15557654321",
             "STATUS_CALLBACK_URL": "https://x.example/v1/status",
         }
     )
-    assert config.numbers_by_thing == {"a": "+15555550100"}
+    assert config.policy.allow_list == {"+15551234567", "+15557654321"}
     assert config.status_callback_url == "https://x.example/v1/status"
     assert config.secret_name == "text-device/dev/twilio"
-    assert (config.idempotency_table, config.dead_letter_queue_url) == (
+    assert (config.idempotency_table, config.dead_letter_queue_url, config.bindings_table) == (
         "table",
         RESOURCES["DEAD_LETTER_QUEUE_URL"],
+        "bindings",
     )
     assert (config.contacts_table, config.refused_queue_url) == (
         "contacts",
         RESOURCES["REFUSED_QUEUE_URL"],
     )
-    assert config.is_fleet_number("+15555550100")
-    assert not config.is_fleet_number("+15551234567")
     empty = SendConfig.from_environ(RESOURCES)
-    assert empty.numbers_by_thing == {}
+    assert empty.policy.allow_list == frozenset()
     assert empty.status_callback_url is None
-    with pytest.raises(ValueError, match="JSON object"):
-        SendConfig.from_environ({**RESOURCES, "NUMBERS_BY_THING": "[]"})
-    with pytest.raises(ValueError, match="DEAD_LETTER_QUEUE_URL"):
-        SendConfig.from_environ({**RESOURCES, "DEAD_LETTER_QUEUE_URL": ""})
+    for required in ("DEAD_LETTER_QUEUE_URL", "BINDINGS_TABLE", "CONTACTS_TABLE"):
+        with pytest.raises(ValueError, match=required):
+            SendConfig.from_environ({**RESOURCES, required: ""})
 
 
 @pytest.mark.parametrize(
@@ -215,7 +215,7 @@ def test_https_check_never_crashes_and_accepts_only_https(url: str) -> None:
 )
 def test_any_payload_is_either_a_valid_message_or_rejected(payload: dict[str, Any]) -> None:
     try:
-        message = parse_message(payload, SETTINGS)
+        message = parse_message(payload, SETTINGS, NUMBERS)
     except Rejected:
         return
     assert message.from_ in (SENDER, "+15555550101")
@@ -249,7 +249,7 @@ def earlier(*candidates: ListedMessage, media_count: int = 0) -> ListedMessage |
 
 
 def test_the_marker_key_is_per_device_and_id() -> None:
-    message = parse_message(event("abc"), SETTINGS)
+    message = parse_message(event("abc"), SETTINGS, NUMBERS)
     assert message.attempt_marker_id == attempt_marker_id(message.idempotency_key)
     assert message.attempt_marker_id == f"attempt#{THING}#abc"
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from send_lambda.sender import TWILIO_TIMEOUT
+from stacks.device_files import read_bindings
 from tests.conftest import ENVIRONMENTS, Synthesized, cdk_context, synthesize
 from tests.send.scenarios import RETRY_ATTEMPTS
 
@@ -41,7 +42,9 @@ def resource(synth: Synthesized, logical_id: str) -> dict[str, Any]:
 
 def send_function(synth: Synthesized) -> tuple[str, dict[str, Any]]:
     for logical_id, function in of_type(synth, "AWS::Lambda::Function").items():
-        if "DEAD_LETTER_QUEUE_URL" in function["Properties"]["Environment"]["Variables"]:
+        if "DEAD_LETTER_QUEUE_URL" in function["Properties"].get("Environment", {}).get(
+            "Variables", {}
+        ):
             return logical_id, function["Properties"]
     raise AssertionError("no send function")
 
@@ -114,11 +117,15 @@ def test_idempotency_table_keys_and_ttl(synth: Synthesized) -> None:
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
 
 
-def test_send_lambda_knows_the_numbers_and_the_allow_list(synth: Synthesized) -> None:
+def test_send_lambda_reads_the_numbers_from_the_bindings_table_and_knows_the_allow_list(
+    synth: Synthesized,
+) -> None:
     _, send = send_function(synth)
     variables = send["Environment"]["Variables"]
     settings = cdk_context()["environments"][synth.env]
-    assert json.loads(variables["NUMBERS_BY_THING"]) == settings["devices"]
+    table = resource(synth, ref(variables["BINDINGS_TABLE"]))["Properties"]
+    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert "+" not in json.dumps(variables)  # no number in the Lambda's configuration
     assert variables["DESTINATION_ALLOW_LIST"] == ",".join(settings["destination_allow_list"])
     assert "TOPIC_PREFIX" not in variables  # the rule's SQL reads the topic, not the Lambda
 
@@ -178,16 +185,22 @@ def test_number_webhook_sets_each_bound_number_when_switched_on(
     with_number_webhook: Synthesized,
 ) -> None:
     synth = with_number_webhook
-    found = of_type(synth, "Custom::TwilioNumberWebhook")
-    devices = cdk_context()["environments"]["dev"]["devices"]
-    assert sorted(r["Properties"]["PhoneNumber"] for r in found.values()) == sorted(
-        devices.values()
-    )
-    for custom in found.values():
-        properties = custom["Properties"]
+    # One resource per number, beside its device in the device's shard (a nested stack,
+    # which gets the handler's ARN and the webhook URL from the parent as parameters).
+    found = []
+    shards = of_type(synth, "AWS::CloudFormation::Stack").values()
+    parameters = {k: v for s in shards for k, v in s["Properties"]["Parameters"].items()}
+    for path in synth.template_path.parent.glob("*.nested.template.json"):
+        for custom in json.loads(path.read_text())["Resources"].values():
+            if custom["Type"] == "Custom::TwilioNumberWebhook":
+                found.append(custom["Properties"])
+    devices = read_bindings("dev")
+    assert sorted(p["PhoneNumber"] for p in found) == sorted(devices.values())
+    for properties in found:
         assert properties["SmsFallbackUrl"] == FALLBACK
-        assert "/message" in json.dumps(properties["SmsUrl"])
-        handler = resource(synth, ref(properties["ServiceToken"]))["Properties"]
+        assert json.dumps(properties["SmsUrl"]).endswith('"/message"]]}')
+        service_token = parameters[properties["ServiceToken"]["Ref"]]
+        handler = resource(synth, ref(service_token))["Properties"]
         assert handler["Runtime"] == "python3.14"
         assert handler["Architectures"] == ["arm64"]
         reads = [
