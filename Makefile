@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CDK := node_modules/.bin/cdk
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help deps mosquitto synth test lint deploy diff demo bench flash monitor redrive clean \
+.PHONY: help deps mosquitto synth test lint deploy diff demo bench flash monitor ota redrive clean \
 	device-add device-remove device-rotate
 
 help:  ## List the targets.
@@ -53,8 +53,8 @@ diff: deps  ## Show what a deploy of ENV would change (needs AWS credentials).
 deploy: deps  ## Deploy ENV's stack (needs AWS credentials): make deploy ENV=prod
 	$(CDK) deploy -c env=$(ENV) --require-approval broadening
 
-demo: deps  ## The whole loop offline: make demo [TEXT="your text"] [INTERACTIVE=1]
-	$(PY) -m loop.demo $(if $(INTERACTIVE),--interactive) $(if $(TEXT),"$(TEXT)")
+demo: deps  ## The whole loop offline: make demo [TEXT="your text"] [INTERACTIVE=1] [OTA=1]
+	$(PY) -m loop.demo $(if $(INTERACTIVE),--interactive) $(if $(OTA),--ota) $(if $(TEXT),"$(TEXT)")
 
 bench: deps  ## The benchmark table (also bench/results.md and bench/latency.png).
 	$(PY) bench/system_bench.py
@@ -85,3 +85,6 @@ redrive: $(VENV)/.installed  ## List the dead-letter queues with reasons, redriv
 
 clean:  ## Remove build output (keeps the venv, node_modules and device keys).
 	rm -rf cdk.out cdk.out.* build .pytest_cache .mypy_cache .ruff_cache
+
+ota: $(VENV)/.installed  ## Update boards' app over the air: make ota ENV=dev [THING=dev-reverser | ALL=1] [SOURCE=1] [DRY_RUN=1]
+	$(PY) -m device.tool ota --env $(ENV) $(if $(ALL),--all,--thing "$(THING)") $(if $(SOURCE),--source) $(if $(DRY_RUN),--dry-run)

@@ -228,6 +228,12 @@ DEVICE_POLICY_NAME_OUTPUT = "DevicePolicyName"
 BINDINGS_TABLE_OUTPUT = "BindingsTableName"
 """Outputs are counts, patterns and names, never one per device: a stack has at most 200
 outputs, and a fleet has up to 1,000 devices."""
+OTA_BUCKET_OUTPUT = "OtaBucketName"
+"""The bucket the `ota` tool uploads compiled app modules to."""
+OTA_STREAM_ROLE_OUTPUT = "OtaStreamRoleArn"
+"""The role AWS IoT assumes to read those files for an MQTT stream."""
+OTA_UPDATE_PREFIX = "updates/"
+"""Key prefix of the update files in that bucket; the stream role may read nothing else."""
 
 
 # -- The fleet's committed files ------------------------------------------------------------------

@@ -8,10 +8,10 @@ resolve it to real ones.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import threading
-import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,11 +63,6 @@ class MotoServer:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         self.url = f"http://127.0.0.1:{self.port}"
-        # moto keeps its backends per process, not per server: a loop started after another
-        # in the same process (two test modules) starts from an empty account.
-        # http://127.0.0.1 only: this server's own URL.
-        reset = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310
-        urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310
 
     def _connection(self) -> dict[str, str]:
         """Where and as whom boto3 talks to this server."""
@@ -89,8 +84,15 @@ class MotoServer:
         return resource
 
     def close(self) -> None:
-        """Stops the server."""
-        self._server.stop()
+        """Empties moto and stops the server: moto's state belongs to the process, so the
+        next loop started in it (another test module's) would find this one's tables."""
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            connection.request("POST", "/moto-api/reset")
+            connection.getresponse().read()
+            connection.close()
+        finally:
+            self._server.stop()
 
 
 class LocalResources:

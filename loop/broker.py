@@ -2,8 +2,9 @@
 
 Clients authenticate with certificates from `LocalCA`; the certificate's common name is the
 MQTT user name, and an ACL gives each device the same topics the IoT policy gives it:
-read its own inbound topic, write its own outbound and shadow topics (the lines are derived
-from the synthesized IoT policy, see `acl_from_iot_policy`). The cloud side (the
+read its own inbound topic, write its own outbound and shadow topics, and its own jobs and
+streams topics (the lines are derived from the synthesized IoT policy, see
+`acl_from_iot_policy`). The cloud side (the
 IoT data stand-in and the rules-engine router) connects as user `cloud`.
 """
 
@@ -65,7 +66,10 @@ def acl_from_iot_policy(document: Mapping[str, Any], resolve: Callable[[Any], st
             for resource in raw:
                 arn = resolve(resource)
                 topic = arn.split(":topic/", 1)[1]
-                lines.append(f"pattern {modes[action]} {topic.replace(THING_VARIABLE, '%u')}")
+                # A `*` level (one job or stream id) is mosquitto's one-level wildcard `+`.
+                levels = topic.replace(THING_VARIABLE, "%u").split("/")
+                pattern = "/".join("+" if level == "*" else level for level in levels)
+                lines.append(f"pattern {modes[action]} {pattern}")
     return lines
 
 
@@ -80,7 +84,13 @@ class Broker:
         self.port = free_port()
         server = self.ca.issue("localhost", server=True)
         acl = directory / "acl"
-        acl.write_text(f"user {CLOUD_USER}\ntopic readwrite #\n\n" + "\n".join(device_acl) + "\n")
+        # `#` does not match topics that start with `$`: AWS's reserved `$aws/...` topics
+        # (jobs, streams) need their own line.
+        acl.write_text(
+            f"user {CLOUD_USER}\ntopic readwrite #\ntopic readwrite $aws/#\n\n"
+            + "\n".join(device_acl)
+            + "\n"
+        )
         config = directory / "mosquitto.conf"
         # Run as ourselves: as root mosquitto drops to user `mosquitto`, which cannot read
         # certificates in a private temporary folder.

@@ -1,14 +1,22 @@
 """Runs the board's firmware (`device/board/`) on the host, against the local broker.
 
 The very modules that go on the ESP8266 run here under CPython: `smslink.Device` with the
-board's `app.handle`, wired to `loop.umqtt_host.MQTTClient` (umqtt.simple's API over paho)
+app its flash holds, wired to `loop.umqtt_host.MQTTClient` (umqtt.simple's API over paho)
 instead of the frozen umqtt.simple, a CPython TLS context instead of the board's, and small
 stand-ins for MicroPython's `time` and `network.WLAN`.
+
+Each device has a folder for its flash (`root`): the app's modules as source (CPython
+cannot import `.mpy`, so over-the-air updates to it ship source: `ota --source`) and,
+while an update runs, its journal. It boots as `smsboot.build` does, and a reset
+(`machine.reset()`, which an update calls after switching apps and after a rollback) ends
+the running firmware and boots it again from that folder, as the board restarts.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import shutil
 import sys
 import threading
 import time
@@ -18,10 +26,19 @@ from types import ModuleType
 from typing import Any
 
 import contract
+from device.tool.ota_build import app_modules
 from loop.certs import Identity, tls_context
 from loop.umqtt_host import MQTTClient
 
 BOARD_DIR = Path(__file__).resolve().parent.parent / "device" / "board"
+# Boots import `app` with the device's flash first on sys.path: one at a time (the CDK app
+# is `app` on the host too, so the name is lent to a booting device and taken back).
+_BOOT_LOCK = threading.Lock()
+
+
+class BoardReset(BaseException):
+    """`machine.reset()` on the host: unwinds the firmware (nothing it catches), which then
+    boots again. Never returns, like the real one."""
 
 
 def _board_module(name: str) -> ModuleType:
@@ -92,7 +109,12 @@ class HostWlan:
 
 
 class HostDevice:
-    """One board's firmware running in a background thread until `stop()`."""
+    """One board's firmware running in a background thread until `stop()`.
+
+    `root` is its flash (see the module docstring); a new folder gets the board's app
+    (`device/board/app.py` and the modules only it imports). `observe` sees every message
+    handed to the app, whichever app the flash holds.
+    """
 
     def __init__(
         self,
@@ -102,14 +124,15 @@ class HostDevice:
         ca_file: Path,
         cert_file: Path,
         key_file: Path,
+        root: Path,
         topic_prefix: str = contract.DEFAULT_TOPIC_PREFIX,
         boot_message: dict[str, str] | None = None,
-        handle: Callable[[dict[str, Any]], Any] | None = None,
+        observe: Callable[[dict[str, Any]], None] | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
-        smslink = _board_module("smslink")
-        context = tls_context(str(ca_file), Identity(cert=cert_file, key=key_file))
-        config = {
+        self._smslink = _board_module("smslink")
+        self.context = tls_context(str(ca_file), Identity(cert=cert_file, key=key_file))
+        self.config = {
             "wifi_ssid": "host",
             "wifi_password": "",
             "endpoint": "127.0.0.1",
@@ -119,9 +142,19 @@ class HostDevice:
             "boot_message": boot_message,
             "shadow_interval_s": 300,
         }
+        self.thing = thing
+        self.root = root
+        if not root.is_dir():
+            root.mkdir(parents=True)
+            for source in app_modules(BOARD_DIR):
+                shutil.copyfile(source, root / source.name)
+        self.observe = observe
         self.wlan = HostWlan()
         self.connections = 0
+        self.boots = 0
+        """Boots so far: 1, then one more per reset."""
         self._connected = threading.Event()
+        self._halt = False
 
         def log_line(line: str) -> None:
             if line.startswith("mqtt: connected"):
@@ -129,25 +162,90 @@ class HostDevice:
                 self._connected.set()
             log(f"[{thing}] {line}")
 
-        self.device = smslink.Device(
-            config=config,
-            handle=handle or board_app().handle,
+        self.log = log_line
+        self.device = self._boot()
+        self._thread: threading.Thread | None = None
+
+    def _reset(self) -> None:
+        raise BoardReset()
+
+    def _boot(self) -> Any:
+        """A `smslink.Device` with the app on the flash, wired as `smsboot.build` wires it."""
+        while True:
+            self.boots += 1
+            try:
+                handle = self._app_handle()
+                break
+            except BoardReset:  # the new app failed to import: rolled back, boot again
+                continue
+
+        def handle_observed(message: dict[str, Any]) -> Any:
+            if self.observe is not None:
+                self.observe(message)
+            return handle(message)
+
+        device = self._smslink.Device(
+            config=self.config,
+            handle=handle_observed,
             mqtt=MQTTClient,
             wlan=self.wlan,
             clock=HostClock(),
             ntp=None,  # the host's clock is already right: no NTP
-            ssl=context,
+            ssl=self.context,
             wdt=None,  # no hardware watchdog on the host
-            uid=thing.encode(),
+            uid=self.thing.encode(),
             keepalive=30,
             poll_ms=5,
-            log=log_line,
+            log=self.log,
+            reset=self._reset,
+            root=f"{self.root}/",
         )
-        self._thread: threading.Thread | None = None
+        device.job = b""  # as smsboot: ask AWS IoT Jobs for an update queued while away
+        return device
+
+    def _app_handle(self) -> Callable[[dict[str, Any]], Any]:
+        """The app's handle, imported from the flash (`smstrial.boot` if an update is under
+        way, as `smsboot.build` decides); `BoardReset` if that rolled back and reset."""
+        root = f"{self.root}/"
+        with _BOOT_LOCK:
+            names = {"app"} | {p.stem for p in self.root.glob("*.py")}
+            lent = {name: sys.modules.pop(name) for name in names if name in sys.modules}
+            sys.path.insert(0, str(self.root))
+            importlib.invalidate_caches()  # the flash changed under the same names
+            # No __pycache__ on the flash: a restored file can have the mtime and size of
+            # the one it replaced, and CPython would run the stale bytecode.
+            writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+            try:
+                if (self.root / self._smslink.JOURNAL).exists():
+                    smstrial = _board_module("smstrial")
+                    handle: Callable[[dict[str, Any]], Any] = smstrial.boot(
+                        root, self._reset, self.log
+                    )
+                else:
+                    handle = importlib.import_module("app").handle
+            finally:
+                sys.dont_write_bytecode = writes_bytecode
+                sys.path.remove(str(self.root))
+                for name in names:
+                    sys.modules.pop(name, None)
+                sys.modules.update(lent)
+        return handle
+
+    def _serve(self) -> None:
+        # The board's life: run until stopped; a reset drops the session and boots again.
+        while True:
+            try:
+                self.device.run()
+                return
+            except BoardReset:
+                self.device.close()  # the board restarts: its TCP connection goes away
+                if self._halt:
+                    return
+                self.device = self._boot()
 
     def start(self) -> HostDevice:
         """Boots the firmware's loop in a thread."""
-        self._thread = threading.Thread(target=self.device.run, daemon=True)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
         return self
 
@@ -158,6 +256,7 @@ class HostDevice:
 
     def stop(self) -> None:
         """Stops the loop and disconnects cleanly (the broker keeps the session)."""
+        self._halt = True
         self.device.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)

@@ -13,7 +13,10 @@
   asynchronously with the template's retry count and on-failure queue;
 - Prism serving Twilio's OpenAPI contract, behind a proxy that keeps the messages Twilio
   accepted (`loop.twilio_proxy`; tests pass one that also injects Twilio's failures);
-- each configured device's firmware (`device/board/`) on the host.
+- AWS IoT Jobs and MQTT-based file delivery (`loop.iot_jobs`), so `update_app` updates a
+  running board over the air with `python -m device.tool ota`'s own code;
+- each configured device's firmware (`device/board/`) on the host, its flash a folder of
+  the work folder (`flash/{thing}/`).
 
 Everything it starts, `close()` stops (it is a context manager).
 """
@@ -24,18 +27,21 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import contract
+from device.tool.ota import update_devices
 from loop import bindings
 from loop.apigw_vtl import HttpResponse
 from loop.aws_local import REGION, LocalResources, MotoServer, find_by_path
 from loop.broker import CLOUD_USER, Broker, acl_from_iot_policy
 from loop.certs import tls_context
 from loop.cloud import CloudClient, IotDataStandIn, RuleQuery, RuleRouter
-from loop.device_host import HostDevice, board_app
+from loop.device_host import HostDevice
 from loop.failure_records import rule_error_record
+from loop.iot_jobs import ACCOUNT, LocalIotJobs
 from loop.lambda_runtime import LambdaError, LocalFunction
 from loop.prism_server import PrismServer
 from loop.stack import ROOT, cdk_context, synthesized_template
@@ -50,6 +56,9 @@ from stacks.settings import EnvironmentSettings
 LOAD_CAPS = {"send_limit_per_minute": 1000, "send_limit_per_day": 100_000}
 """Send caps for a loop that answers hundreds of texts a minute (load tests, benchmarks):
 the defaults (10 a minute, 200 a day per device) would refuse most of the replies."""
+
+OTA_BUCKET = "local-ota"
+"""The update bucket of the local IoT Jobs model."""
 
 
 class LocalLoop:
@@ -217,6 +226,9 @@ class LocalLoop:
         )
         self._closers.append(self.router.close)
 
+        self.iot_jobs = LocalIotJobs(self.cloud, things=self.settings.devices, bucket=OTA_BUCKET)
+        self._closers.append(self.iot_jobs.close)
+
         self.refused_queue_id = find_by_path(
             self.template, "AWS::SQS::Queue", "OutboundPolicy/RefusedQueue/Resource"
         )
@@ -258,8 +270,9 @@ class LocalLoop:
             ca_file=self.broker.ca.cert_path,
             cert_file=identity.cert,
             key_file=identity.key,
+            root=self.workdir / "flash" / thing,
             topic_prefix=self.settings.topic_prefix,
-            handle=self._device_app(thing),
+            observe=self._observer(thing),
             log=lambda line: self.trace.add("device", line),
         )
         self.devices[thing] = device.start()
@@ -270,17 +283,51 @@ class LocalLoop:
         """Powers the board off (clean disconnect; the broker keeps its QoS 1 messages)."""
         self.devices.pop(thing).stop()
 
-    def _device_app(self, thing: str) -> Callable[[dict[str, Any]], Any]:
-        app = board_app()
-
+    def _observer(self, thing: str) -> Callable[[dict[str, Any]], None]:
         received = self.received.setdefault(thing, [])
 
-        def handle(message: dict[str, Any]) -> Any:
+        def observe(message: dict[str, Any]) -> None:
             received.append(message)
             self.trace.add(f"device {thing}", f"app got {message['Body']!r}")
-            return app.handle(message)
 
-        return handle
+        return observe
+
+    def start_update(
+        self,
+        sources: Path,
+        thing: str | None = None,
+        *,
+        timeout_s: float = 60.0,
+        echo: Callable[[str], None] = print,
+    ) -> Future[int]:
+        """Starts updating `thing`'s app (default: the first device) over the air with the
+        app in `sources` (a folder like `device/board/`), as `make ota` does against AWS.
+
+        The result is the tool's exit status (0: the board runs the new app). It comes once
+        the board has judged the new app: after its first message (or a quiet probation
+        window), so text the board meanwhile. Ships source (`--source`): the board runs
+        under CPython here.
+        """
+        thing = thing or next(iter(self.settings.devices))
+        outputs = {
+            contract.OTA_BUCKET_OUTPUT: OTA_BUCKET,
+            contract.OTA_STREAM_ROLE_OUTPUT: f"arn:aws:iam::{ACCOUNT}:role/local-ota-stream",
+        }
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ota")
+        update = worker.submit(
+            update_devices,
+            env=self.settings.name,
+            things=[thing],
+            outputs=outputs,
+            api=self.iot_jobs,
+            timeout_s=timeout_s,
+            poll_s=0.05,
+            sources=sources,
+            ship_source=True,
+            echo=echo,
+        )
+        worker.shutdown(wait=False)
+        return update
 
     # -- texting the device --------------------------------------------------------------
 

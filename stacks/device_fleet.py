@@ -12,6 +12,7 @@ from constructs import Construct
 from contract import inbound_topic, outbound_topic
 from stacks.device_bindings import DeviceBindings
 from stacks.device_shard import DeviceShard, NumberWebhookSettings, shard_id, shard_of
+from stacks.ota_updates import device_jobs_statements
 
 # IoT policy variable: the thing name of the certificate the connection authenticated with.
 THING_VARIABLE = "${iot:Connection.Thing.ThingName}"
@@ -22,7 +23,8 @@ class DeviceFleet(Construct):
 
     The policy uses `${iot:Connection.Thing.ThingName}`, so a certificate attached to thing A
     can connect only as client id A, subscribe only to A's inbound topic and publish only to
-    A's outbound topic and A's shadow: one stolen device cannot read or spend another's SMS.
+    A's outbound topic and A's shadow, and use only A's jobs and streams topics (updates
+    over the air): one stolen device cannot read or spend another's SMS, or fetch its app.
     """
 
     def __init__(
@@ -93,6 +95,8 @@ class DeviceFleet(Construct):
                             arn(f"topic/$aws/things/{THING_VARIABLE}/shadow/update"),
                         ],
                     },
+                    # Over-the-air updates: the device's own jobs and streams topics.
+                    *device_jobs_statements(arn, THING_VARIABLE),
                 ],
             },
         )

@@ -16,6 +16,7 @@ from stacks.device_fleet import DeviceFleet
 from stacks.device_shard import NumberWebhookSettings
 from stacks.monitoring import Monitoring
 from stacks.nag import acknowledge
+from stacks.ota_updates import OtaUpdates
 from stacks.outbound_messaging import OutboundMessaging
 from stacks.outbound_policy import OutboundPolicy
 from stacks.settings import EnvironmentSettings
@@ -148,6 +149,7 @@ class TextDeviceStack(Stack):
             if self.number_webhook is not None
             else None,
         )
+        self.ota = OtaUpdates(self, "OtaUpdates", removal_policy=removal)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -245,3 +247,5 @@ class TextDeviceStack(Stack):
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)
         CfnOutput(self, contract.TOPIC_PREFIX_OUTPUT, value=prefix)
+        CfnOutput(self, contract.OTA_BUCKET_OUTPUT, value=self.ota.bucket.bucket_name)
+        CfnOutput(self, contract.OTA_STREAM_ROLE_OUTPUT, value=self.ota.stream_role.role_arn)

@@ -85,6 +85,9 @@ def switch(root, journal):
             if exists(path):
                 os.rename(path, path + ".old")
             os.rename(path + ".new", path)
+    for name in journal.get("retire", []):  # the other flavour (.py/.mpy) would shadow or linger
+        if exists(root + name):
+            os.rename(root + name, root + name + ".old")
     write_journal(root, journal, "trial")
 
 
@@ -185,9 +188,10 @@ def plan(execution, thing, free):
         if not isinstance(entry, dict):
             raise Reject("bad files")
         name = entry.get("name")
-        if not isinstance(name, str) or not name.endswith(".mpy") or name in names:
+        if not isinstance(name, str) or name in names:
             raise Reject("bad file name")
-        stem = name[:-4]
+        # Compiled (.mpy) or source (.py: compiled at import, at a RAM cost).
+        stem = name[:-4] if name[-4:] == ".mpy" else name[:-3] if name[-3:] == ".py" else ""
         if not stem or stem in _OWN or "0" <= stem[0] <= "9":
             raise Reject("bad file name")
         for char in stem:  # plain module names only: no "/", no ".."
@@ -218,7 +222,7 @@ def _download(device, stream_id, entry, token):
             index = received // BLOCK
             request = {"c": token, "f": entry["fileId"], "l": BLOCK, "o": index, "n": 1}
             got, answer, data = _ask(device, base + "/get/json", request, answers, token, index)
-            if not got and answer.get("o") != "BlockOutOfBounds":  # past the end: wrong size
+            if not got and answer.get("o") != "OffsetOutOfBounds":  # past the end: wrong size
                 raise Reject("stream " + str(answer.get("o")))
             block = b"" if data is None else a2b_base64(data)
             received += len(block)
@@ -228,6 +232,11 @@ def _download(device, stream_id, entry, token):
             f.write(block)
     if hexlify(hasher.digest()).decode() != entry["sha256"]:
         raise Reject("bad sha256")
+
+
+def _other(name):
+    # The module's other flavour: MicroPython imports NAME.py before NAME.mpy.
+    return name[:-4] + ".py" if name[-4:] == ".mpy" else name[:-3] + ".mpy"
 
 
 def _free(root):
@@ -243,7 +252,8 @@ def _take(device, execution, token):
     root = device.root
     stream_id, files = plan(execution, device.config["thing"], _free(root))
     names = [entry["name"] for entry in files]
-    for name in names:  # leftovers of an interrupted attempt
+    retire = [n for n in map(_other, names) if n not in names and exists(root + n)]
+    for name in names + retire:  # leftovers of an interrupted attempt
         discard(root + name + ".new")
         discard(root + name + ".old")
     try:
@@ -254,7 +264,7 @@ def _take(device, execution, token):
             discard(root + name + ".new")
         raise
     fresh = [name for name in names if not exists(root + name)]
-    journal = {"job": execution["jobId"], "files": names, "fresh": fresh}
+    journal = {"job": execution["jobId"], "files": names, "fresh": fresh, "retire": retire}
     write_journal(root, journal, "switch")  # from here on, the new app is what boots
     switch(root, journal)
     try:

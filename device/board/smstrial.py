@@ -21,7 +21,7 @@ PROBATION_MS = const(600000)  # no message this long after the switch: the new a
 
 def _restore(root, journal):
     # Roll back; every step can be repeated after a power cut.
-    for name in journal["files"]:
+    for name in journal["files"] + journal.get("retire", []):
         path = root + name
         if name in journal["fresh"]:
             smsota.discard(path)
@@ -123,7 +123,7 @@ def run(device, journal):
         status = "SUCCEEDED" if passed else "FAILED"
         smsota.report(device, journal["job"], status, journal.get("reason"))
         root = device.root
-        for name in journal["files"]:
+        for name in journal["files"] + journal.get("retire", []):
             if passed:
                 smsota.discard(root + name + ".old")
         smsota.discard(root + JOURNAL)

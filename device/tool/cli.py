@@ -1,4 +1,4 @@
-"""Command line: `python -m device.tool {add,remove,rotate,keys,flash,monitor} --help`.
+"""Command line: `python -m device.tool {add,remove,rotate,keys,flash,monitor,ota} --help`.
 
 Parses the arguments and calls the subcommand's function (`commands`); a `ToolError` is
 printed as one line that names the fix, with exit status 2.
@@ -16,6 +16,7 @@ from device.tool.commands import (
     flash_command,
     keys_command,
     monitor_command,
+    ota_command,
     remove_command,
     rotate_command,
 )
@@ -136,6 +137,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     monitor.add_argument("--port", default=None, help="serial port (default: the only USB one)")
     monitor.set_defaults(handler=monitor_command)
+
+    ota = sub.add_parser(
+        "ota",
+        help="update the app of deployed boards over the air (AWS IoT Jobs)",
+        description="Compile device/board/app.py (and the modules only it imports) with "
+        "mpy-cross, upload them, create an AWS IoT stream and job for the devices, and "
+        "follow each device to the end: SUCCEEDED, or FAILED/REJECTED with the board's "
+        "reason (a board that cannot run the new app rolls back by itself). Exit status 1 "
+        "if any device did not update.",
+    )
+    ota.add_argument("--env", default="dev", help="environment in cdk.json (default: dev)")
+    target = ota.add_mutually_exclusive_group()
+    target.add_argument(
+        "--thing", default=None, help="thing name (default: the environment's only device)"
+    )
+    target.add_argument("--all", action="store_true", help="every device of the environment")
+    ota.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds to follow the job (default: 600)"
+    )
+    ota.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    ota.add_argument("--board-sources", type=Path, default=BOARD_SOURCES, help=argparse.SUPPRESS)
+    ota.add_argument(
+        "--source",
+        action="store_true",
+        help="ship MicroPython source (.py) instead of mpy-cross output (.mpy): the board "
+        "compiles it at import, which costs RAM (README, 'Update over the air')",
+    )
+    ota.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print every step and API call; upload nothing, create no job",
+    )
+    ota.set_defaults(handler=ota_command)
     return parser
 
 

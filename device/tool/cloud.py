@@ -71,6 +71,31 @@ def _call(method: Any, **kwargs: Any) -> dict[str, Any]:
     return result
 
 
+def read_stack_outputs(
+    cloudformation: Any, *, env: str, stack_name: str, region: str
+) -> dict[str, str]:
+    """The outputs of the deployed stack; `StackNotDeployed` if it is missing or unusable.
+
+    Raises botocore's `ClientError`/`BotoCoreError` for other failures (callers word them).
+    """
+    deploy = f"make deploy ENV={env}"
+    try:
+        stacks = _call(cloudformation.describe_stacks, StackName=stack_name)["Stacks"]
+    except ClientError as error:
+        if "does not exist" in str(error):
+            raise StackNotDeployed(
+                f"Stack {stack_name} is not deployed in {region}: run `{deploy}` first."
+            ) from None
+        raise
+    stack = stacks[0]
+    status = stack.get("StackStatus", "")
+    if status in NOT_DEPLOYED_STATUSES or status.endswith("_IN_PROGRESS"):
+        raise StackNotDeployed(
+            f"Stack {stack_name} in {region} is {status}: run `{deploy}` and wait for it."
+        )
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
 def fetch_device(
     *,
     env: str,
@@ -87,21 +112,7 @@ def fetch_device(
     iot = session.client("iot", region_name=region)
     deploy = f"make deploy ENV={env}"
     try:
-        try:
-            stacks = _call(cloudformation.describe_stacks, StackName=stack_name)["Stacks"]
-        except ClientError as error:
-            if "does not exist" in str(error):
-                raise StackNotDeployed(
-                    f"Stack {stack_name} is not deployed in {region}: run `{deploy}` first."
-                ) from None
-            raise
-        stack = stacks[0]
-        status = stack.get("StackStatus", "")
-        if status in NOT_DEPLOYED_STATUSES or status.endswith("_IN_PROGRESS"):
-            raise StackNotDeployed(
-                f"Stack {stack_name} in {region} is {status}: run `{deploy}` and wait for it."
-            )
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        outputs = read_stack_outputs(cloudformation, env=env, stack_name=stack_name, region=region)
         try:
             principals = _call(iot.list_thing_principals, thingName=thing)["principals"]
         except ClientError as error:

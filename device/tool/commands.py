@@ -1,8 +1,8 @@
-"""The subcommands: `add`, `remove`, `rotate`, `keys`, `flash` and `monitor`, each from
+"""The subcommands: `add`, `remove`, `rotate`, `keys`, `flash`, `monitor` and `ota`, each from
 parsed arguments to exit status.
 
-Each hands typed values to `fleet`, `keys`, `cloud`, `plan`, `flash_steps` and `board`; every
-failure the user can fix is a `ToolError` (printed by `cli.main`).
+Each hands typed values to `fleet`, `keys`, `cloud`, `plan`, `flash_steps`, `board` and `ota`;
+every failure the user can fix is a `ToolError` (printed by `cli.main`).
 """
 
 from __future__ import annotations
@@ -204,3 +204,41 @@ def monitor_command(args: argparse.Namespace) -> int:
     print(f"Console of {port}: Ctrl-] to quit, Ctrl-D to restart the firmware.", flush=True)
     command = [tool_path("mpremote"), "connect", port, "resume", "repl"]
     return subprocess.call(command)
+
+
+def ota_command(args: argparse.Namespace) -> int:
+    """`ota`: update the app of one device (`--thing`) or all (`--all`) of an environment."""
+    import boto3  # only needed here and in `flash`
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from device.tool import cloud, ota
+
+    settings = load_environment(args.env)
+    if args.all and args.thing:
+        raise UsageError("Give --thing or --all, not both.")
+    things = sorted(settings.devices) if args.all else [resolve_thing(settings, args.thing)]
+    if not things:
+        raise UsageError(f"{settings.name} has no devices in cdk.json.")
+    session = boto3.Session(region_name=settings.region)
+    try:
+        outputs = cloud.read_stack_outputs(
+            session.client("cloudformation", region_name=settings.region),
+            env=settings.name,
+            stack_name=settings.stack_name,
+            region=settings.region,
+        )
+    except ClientError as error:
+        raise ToolError(f"AWS refused a read of {settings.stack_name}: {error}") from None
+    except BotoCoreError as error:
+        raise ToolError(f"Could not reach AWS in {settings.region}: {error}") from None
+    return ota.update_devices(
+        env=settings.name,
+        things=things,
+        outputs=outputs,
+        api=ota.AwsJobsApi(settings.region, session),
+        dry_run=args.dry_run,
+        timeout_s=args.timeout,
+        poll_s=args.poll,
+        sources=args.board_sources,
+        ship_source=args.source,
+    )

@@ -45,5 +45,13 @@ class NoAwsCredentials(ToolError):
     """No AWS credentials, or AWS rejected them."""
 
 
+class ThingUnknown(ToolError):
+    """AWS IoT has no thing by that name (the stack that registers it is not deployed)."""
+
+
+class JobInProgress(ToolError):
+    """A device already has an update job queued or running."""
+
+
 class StepFailed(ToolError):
     """An external command (esptool, mpy-cross, mpremote) failed."""

@@ -48,7 +48,8 @@ def compile_board(dest: Path, *flags: str) -> dict[str, bytes]:
 
 
 def compile_apps(dest: Path, *flags: str) -> dict[str, bytes]:
-    """The update cases' apps (mp/apps/*.py and the board's app.py) as /t/apps/NAME.mpy."""
+    """The update cases' apps (mp/apps/*.py and the board's app.py) as /t/apps/NAME.mpy,
+    and as source beside it (/t/apps/NAME.py) for updates that ship source."""
     files = {}
     for src in (*sorted((MPDIR / "apps").glob("*.py")), BOARD / "app.py"):
         out = dest / (src.stem + ".mpy")
@@ -56,6 +57,7 @@ def compile_apps(dest: Path, *flags: str) -> dict[str, bytes]:
         if res.returncode != 0:
             raise RuntimeError(f"mpy-cross {src.name}: {res.stderr}")
         files["/t/apps/" + out.name] = out.read_bytes()
+        files["/t/apps/" + src.name] = src.read_bytes()
     return files
 
 

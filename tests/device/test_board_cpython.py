@@ -34,6 +34,7 @@ def mpy_as_source(tmp_path: Path) -> Iterator[Path]:
     apps.mkdir()
     for src in (*sorted((MPDIR / "apps").glob("*.py")), BOARD / "app.py"):
         shutil.copyfile(src, apps / (src.stem + ".mpy"))
+        shutil.copyfile(src, apps / src.name)  # what an update that ships source carries
     hook = FileFinder.path_hook(
         (ExtensionFileLoader, EXTENSION_SUFFIXES),
         (SourceFileLoader, [*SOURCE_SUFFIXES, ".mpy"]),

@@ -38,22 +38,41 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_demo_texts_the_device_and_prints_the_reply() -> None:
+def demo_output(*args: str) -> str:
+    """What `python -m loop.demo ARGS` prints; it must exit 0."""
     result = subprocess.run(
-        [sys.executable, "-m", "loop.demo"],
+        [sys.executable, "-m", "loop.demo", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=300,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    out = result.stdout
+    return result.stdout
+
+
+def test_demo_texts_the_device_and_prints_the_reply() -> None:
+    out = demo_output()
     for hop in ("phone → Twilio", "receive → IoT", "device dev-reverser", "send → Twilio"):
         assert hop in out
     assert "Twilio (mock) received" in out
     assert "Body '.ooz yratinas a ni tar yzoO'" in out
     assert "+15551234567" not in out  # numbers are masked, as in the logs
+
+
+def test_demo_ota_updates_the_board_and_shows_two_rollbacks() -> None:
+    out = demo_output("--ota")
+    assert "Body 'OOZY RAT IN A SANITARY ZOO.'" in out  # the new app answered
+    for outcome in (
+        "SUCCEEDED",
+        "FAILED       import ModuleNotFoundError",
+        "FAILED       app KeyError",
+    ):
+        assert f"dev-reverser             {outcome}" in out
+    assert "ota: new app fails to import, rolling back" in out
+    assert "ota: new app fails on its first message, rolling back" in out
+    assert "+15551234567" not in out
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

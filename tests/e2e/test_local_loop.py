@@ -231,11 +231,19 @@ def test_200_concurrent_webhooks_give_200_replies_none_lost_none_doubled(
 
 
 def test_the_broker_grants_devices_what_the_iot_policy_grants(loop: LocalLoop) -> None:
-    assert sorted(loop.device_acl) == [
-        "pattern read sms/%u/inbound",
-        "pattern write $aws/things/%u/shadow/update",
-        "pattern write sms/%u/outbound",
-    ]
+    from loop.broker import THING_VARIABLE, acl_from_iot_policy
+    from stacks.ota_updates import device_jobs_statements
+
+    jobs = device_jobs_statements(lambda resource: f"arn:aws:iot:r:a:{resource}", THING_VARIABLE)
+    assert sorted(loop.device_acl) == sorted(
+        [
+            "pattern read sms/%u/inbound",
+            "pattern write $aws/things/%u/shadow/update",
+            "pattern write sms/%u/outbound",
+            *acl_from_iot_policy({"Statement": jobs}, str),
+        ]
+    )
+    assert "pattern write $aws/things/%u/streams/+/get/json" in loop.device_acl
 
 
 def test_a_device_cannot_publish_to_an_inbound_topic(loop: LocalLoop) -> None:

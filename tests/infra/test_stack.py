@@ -97,6 +97,10 @@ def test_device_policy_confines_each_device_to_its_own_client_id_and_topics(
         "SubscribeOwnInbound",
         "ReceiveOwnInbound",
         "PublishOwnOutboundAndShadow",
+        # Over-the-air updates (tests/ota/test_ota_stack.py checks them).
+        "SubscribeOwnJobAndStreamResponses",
+        "ReceiveOwnJobAndStreamResponses",
+        "PublishOwnJobAndStreamRequests",
     }
 
 

@@ -816,6 +816,23 @@ def case_ota_good_update() -> None:
         assert "ota: job SUCCEEDED" in rig.lines
 
 
+def case_ota_source_update_retires_the_compiled_app() -> None:
+    # An update may carry source (app.py): MicroPython imports NAME.py before
+    # NAME.mpy, so the board moves app.mpy aside and restores it on a rollback.
+    with OtaRig("ota_source") as rig:
+        rig.update("job-s", _read(APPS + "/upper.py"), name="app.py")
+        assert rig.resets == 1 and rig.files() == ["app.mpy.old", "app.py", "ota.json"]
+        assert rig.texts("SMs") == [UPPER]
+        rig.run(2)
+        assert rig.jobs.status("job-s") == "SUCCEEDED" and rig.files() == ["app.py"]
+    with OtaRig("ota_source_back") as rig:
+        rig.update("job-b", _read(APPS + "/broken_message.py"), name="app.py")
+        assert rig.texts("SMb") == [REVERSED]  # rolled back: app.py gone, app.mpy again
+        rig.run(2)
+        assert rig.jobs.status("job-b") == "FAILED" and rig.files() == ["app.mpy"]
+        assert rig.app_file() == rig.old
+
+
 def case_ota_probation_window_passes_without_messages() -> None:
     import smstrial
 
@@ -859,8 +876,8 @@ def case_ota_foreign_thing_rejected() -> None:
 
 
 def case_ota_bad_documents_rejected() -> None:
-    for name in ("../main.mpy", "smslink.mpy", "main.mpy", "app.py", "a/b.mpy", ".mpy",
-                 "App.mpy", "9lives.mpy", 7):  # fmt: skip
+    for name in ("../main.mpy", "smslink.mpy", "main.mpy", "smsota.py", "app.txt", "a/b.mpy",
+                 ".mpy", ".py", "App.mpy", "9lives.mpy", 7):  # fmt: skip
         _rejected("ota_name", "bad file name", name=name)
     _rejected("ota_op", "unknown operation", operation="firmware-update")
     _rejected("ota_sha", "bad sha256", sha256="A" * 64)

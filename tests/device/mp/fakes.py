@@ -326,7 +326,7 @@ class Jobs:
                     self.reply(
                         broker,
                         base + "/rejected/json",
-                        {"o": "BlockOutOfBounds", "m": "offset", "c": body["c"]},
+                        {"o": "OffsetOutOfBounds", "m": "offset", "c": body["c"]},
                     )
                     return
                 if self.cut_after_blocks is not None and self.blocks >= self.cut_after_blocks:

@@ -323,7 +323,7 @@ def download():
 
 
 def switch():
-    journal = {"job": "job-m", "files": ["app.mpy"], "fresh": ["app.mpy"]}
+    journal = {"job": "job-m", "files": ["app.mpy"], "fresh": ["app.mpy"], "retire": []}
     ota.write_journal(staged.root, journal, "switch")
     ota.switch(staged.root, journal)
     ota.report(staged, "job-m", "IN_PROGRESS", step="restarting")
