@@ -128,6 +128,7 @@ def firmware_in_the_loop(runs: int) -> None:
     upper = "def handle(message):\n    return message['Body'].upper()\n"
     to_restart, to_success, sent, received = [], [], [], []
     with tempfile.TemporaryDirectory() as work, LocalLoop(Path(work) / "loop") as loop:
+        loop.remember_contact(thing=THING)  # the reply window (see tests/e2e/test_local_loop.py)
         device = loop.devices[THING]
         for run in range(runs):
             app = Path(work) / f"app{run}"
