@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
@@ -34,6 +35,16 @@ def inbound_topic(prefix: str, thing: str) -> str:
 def outbound_topic(prefix: str, thing: str) -> str:
     """The topic a device publishes its messages on (the topic rule reads it)."""
     return f"{prefix}/{thing}/outbound"
+
+
+def ack_topic(prefix: str, thing: str) -> str:
+    """The topic a device confirms a message on (`{"Id": ...}`): it leaves the mailbox."""
+    return f"{prefix}/{thing}/ack"
+
+
+def redeliver_topic(prefix: str, thing: str) -> str:
+    """The topic a device asks on, after connecting without a session, for its mailbox."""
+    return f"{prefix}/{thing}/redeliver"
 
 
 # -- Things and numbers ---------------------------------------------------------------------------
@@ -94,6 +105,25 @@ def encode_message(message: Mapping[str, Any]) -> bytes:
     return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+# -- What the board can receive ------------------------------------------------------------------
+# The ESP8266 port builds axTLS with `RT_MAX_PLAIN_LENGTH=1024` and `RT_EXTRA=4096`, so a TLS
+# record carries at most 5,120 bytes of plaintext. Measured with that build, a 5,000-byte MQTT
+# payload arrives and a 6,000-byte one kills the connection (`RECORD_OVERFLOW`); with QoS 1
+# and a persistent session it comes back at every reconnect and the board never gets past
+# it. The whole MQTT PUBLISH packet must fit in the record, so its framing, with the longest
+# topic the settings allow, comes off. The firmware cannot import this module: its `MAX_RAW`
+# (device/board/smscore.py) is kept equal by a test.
+
+TLS_RECORD_PLAINTEXT_BYTES = 1024 + 4096
+"""axTLS on the ESP8266: RT_MAX_PLAIN_LENGTH + RT_EXTRA."""
+MAX_TOPIC_BYTES = 64 + len("/") + 128 + len("/inbound")
+"""`{prefix}/{thing}/inbound`: a topic level of at most 64 bytes, a thing name of 128."""
+MQTT_PUBLISH_FRAMING_BYTES = 1 + 4 + 2 + MAX_TOPIC_BYTES + 2
+"""Fixed header byte, remaining length (up to 4 bytes), topic length, topic, packet id."""
+MAX_DEVICE_PAYLOAD_BYTES = TLS_RECORD_PLAINTEXT_BYTES - MQTT_PUBLISH_FRAMING_BYTES
+"""Largest inbound payload (the whole JSON, UTF-8) published to a device: 4,910 bytes."""
+
+
 # -- Webhook fields a device may also receive ------------------------------------------------------
 
 _SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
@@ -144,6 +174,147 @@ FORWARDABLE_FIELDS: Mapping[str, Callable[[str], bool]] = {
 forward to its devices (`extra_fields`), each with the check its value must pass: Twilio's
 signature concatenates names and values without separators, so every forwarded field's
 shape is checked."""
+
+# Worst case of one inbound message, for the settings check (`body_limit` must fit the
+# board). The receive Lambda measures the real payload of every message; these bound what a
+# valid message can need.
+WORST_BYTES_PER_BODY_CHARACTER = 6
+"""A control character is written as `\\u00XX` (6 bytes); any other character takes at
+most 4 bytes of UTF-8 (`"` and `\\` take 2)."""
+WORST_ENVELOPE_BYTES = len('{"Type":"Incoming","Id":"","From":"","To":"","Body":"","Media":[]}') + (
+    34 + 2 * 48
+)
+"""The contract's keys, a 34-character MessageSid and two addresses of up to 48 bytes
+(`whatsapp:+` and 15 digits, with room to spare)."""
+WORST_MEDIA_BYTES = len('{"Url":"","ContentType":""},') + 200 + 64
+"""One media entry: Twilio's media URL (162 characters; 200 allowed for) and a content type
+of up to 64 characters."""
+WORST_EXTRA_FIELD_VALUE_BYTES = _FREE_TEXT_LIMIT * WORST_BYTES_PER_BODY_CHARACTER
+"""A forwarded free-text parameter: its validator admits at most 256 characters."""
+SHORT_EXTRA_FIELDS = {
+    "AccountSid": 34,
+    "MessagingServiceSid": 34,
+    "NumSegments": 4,
+    "NumMedia": 4,
+    "ReferralNumMedia": 4,
+    "SmsStatus": 32,
+    "ApiVersion": 10,
+    "FromCountry": 2,
+    "ToCountry": 2,
+    "OptOutType": 32,
+    "WaId": 21,
+}
+"""Forwardable parameters whose validator bounds them tighter (ASCII: characters = bytes)."""
+
+
+def worst_case_payload_bytes(body_limit: int, extra_fields: tuple[str, ...] = ()) -> int:
+    """The largest payload a valid message with a body of `body_limit` characters can need."""
+    extras = sum(
+        len(f',"{name}":""') + SHORT_EXTRA_FIELDS.get(name, WORST_EXTRA_FIELD_VALUE_BYTES)
+        for name in extra_fields
+    )
+    return (
+        WORST_ENVELOPE_BYTES
+        + MAX_MEDIA * WORST_MEDIA_BYTES
+        + extras
+        + body_limit * WORST_BYTES_PER_BODY_CHARACTER
+    )
+
+
+def largest_body_limit(extra_fields: tuple[str, ...] = ()) -> int:
+    """The largest `body_limit` whose worst case fits in `MAX_DEVICE_PAYLOAD_BYTES`."""
+    spare = MAX_DEVICE_PAYLOAD_BYTES - worst_case_payload_bytes(0, extra_fields)
+    return max(0, spare // WORST_BYTES_PER_BODY_CHARACTER)
+
+
+# -- The mailbox ----------------------------------------------------------------------------------
+# Every inbound message waits in a DynamoDB table until its device confirms it by Id on
+# `ack_topic`; after a connection without a session the device asks on `redeliver_topic`
+# and every waiting message is published again, oldest first, with the same bytes. The
+# receive Lambda writes items, the mailbox Lambdas read and delete them, the stack declares
+# the table: the item's shape is defined here once.
+
+DEFAULT_MAILBOX_RETENTION_DAYS = 7
+"""How long a message waits for its device before the sweeper expires it."""
+MAX_MAILBOX_RETENTION_DAYS = 14
+MAILBOX_TTL_GRACE_SECONDS = 2 * 24 * 3600
+"""DynamoDB's TTL only backs the sweeper up, which expires (and counts) messages first."""
+MAILBOX_THING = "thing"
+"""Partition key: the device's thing name."""
+MAILBOX_ID = "id"
+"""Sort key: the message's Id (its MessageSid)."""
+MAILBOX_ARRIVED = "arrived"
+"""When the message arrived, epoch milliseconds: the sort key of `MAILBOX_BY_ARRIVAL`."""
+MAILBOX_EXPIRES_AT = "expires_at"
+"""DynamoDB TTL attribute (epoch seconds)."""
+MAILBOX_BY_ARRIVAL = "by_arrival"
+"""Local secondary index: a device's messages in arrival order."""
+MAILBOX_METRICS_NAMESPACE = "TextDevice"
+MAILBOX_METRICS_SERVICE = "mailbox"
+"""The sweeper's metrics: namespace and `service` dimension (an `environment` one is added)."""
+OLDEST_PENDING_AGE_METRIC = "OldestPendingAgeSeconds"
+"""Age of the oldest message still waiting for its device (seconds), per environment."""
+EXPIRED_MESSAGES_METRIC = "ExpiredMessages"
+"""Messages that expired in the mailbox (their device never took them)."""
+MAILBOX_REQUESTS = ("ack", "redeliver")
+"""The last topic level of a device's mailbox requests (`ack_topic`, `redeliver_topic`)."""
+
+
+def mailbox_lifetime_seconds(retention_days: int) -> int:
+    """The longest a message can stay in the mailbox (retention, then the TTL's grace): how
+    long the reply Ids of a redelivered message must be remembered to be texted once."""
+    return retention_days * 86400 + MAILBOX_TTL_GRACE_SECONDS
+
+
+@dataclass(frozen=True, kw_only=True)
+class MailboxEntry:
+    """One message waiting in a device's mailbox, exactly as it was published."""
+
+    thing: str
+    message_id: str
+    arrived_ms: int
+    topic: str
+    payload: str
+
+    def item(self, expires_at: int) -> dict[str, Any]:
+        """The DynamoDB item (low-level attribute values)."""
+        return {
+            MAILBOX_THING: {"S": self.thing},
+            MAILBOX_ID: {"S": self.message_id},
+            MAILBOX_ARRIVED: {"N": str(self.arrived_ms)},
+            "topic": {"S": self.topic},
+            "payload": {"S": self.payload},
+            MAILBOX_EXPIRES_AT: {"N": str(expires_at)},
+        }
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> MailboxEntry:
+        """The entry a DynamoDB item holds (as `item()` wrote it)."""
+        return cls(
+            thing=item[MAILBOX_THING]["S"],
+            message_id=item[MAILBOX_ID]["S"],
+            arrived_ms=int(item[MAILBOX_ARRIVED]["N"]),
+            topic=item["topic"]["S"],
+            payload=item["payload"]["S"],
+        )
+
+
+def mailbox_key(thing: str, message_id: str) -> dict[str, Any]:
+    """The DynamoDB key of a message in a device's mailbox."""
+    return {MAILBOX_THING: {"S": thing}, MAILBOX_ID: {"S": message_id}}
+
+
+def mailbox_request_sql(prefix: str, request: str) -> str:
+    """A mailbox request rule's query: every device's `request` topic, with the thing and
+    the request named from the topic, never from the payload."""
+    if request not in MAILBOX_REQUESTS:
+        raise ValueError(f"unknown mailbox request {request!r}")
+    topic = f"{prefix}/+/{request}"
+    # IoT SQL built from a validated topic level (TOPIC_LEVEL) and constants, not user input.
+    return (
+        f"SELECT Id, topic({THING_LEVEL}) AS {THING_FIELD}, topic({THING_LEVEL + 1}) AS request "  # noqa: S608
+        f"FROM '{topic}'"
+    )
 
 
 # -- Contacts and the outbound policy -----------------------------------------------------------
@@ -284,9 +455,10 @@ RULE_ERROR_PAYLOAD_FIELD = "base64OriginalPayload"
 SEND_EVENT_MAX_AGE_SECONDS = 6 * 3600
 """How long Lambda keeps retrying a send event: a dead-lettered event's first attempt is at
 most this much older than its record."""
-SEND_IDEMPOTENCY_TTL_SECONDS = 24 * 3600
-"""How long the send Lambda remembers a message (longer than the event's maximum age, so
-every retry of an event finds it); a redrive after that relies on the attempt marker."""
+DEFAULT_SEND_IDEMPOTENCY_SECONDS = 24 * 3600
+"""How long the send Lambda remembers a message unless configured (the stack makes it as
+long as the mailbox keeps a message): longer than the event's maximum age, so every retry
+of an event finds it; a redrive after that relies on the attempt marker."""
 
 
 def message_key(thing: str, message_id: str) -> str:
@@ -306,14 +478,14 @@ def attempt_marker_id(idempotency_key: str) -> str:
 
 
 def attempt_marker_item(
-    idempotency_key: str, *, first_attempt: float, now: float
+    idempotency_key: str, *, first_attempt: float, expires_at: int
 ) -> dict[str, Any]:
-    """The attempt marker as a DynamoDB item: when the first attempt started (epoch
-    seconds) and its TTL (`expiration`, as Powertools' records)."""
+    """The attempt marker as a DynamoDB item: when the first attempt started and when the
+    marker expires (`expiration`, DynamoDB's TTL, as Powertools' records), epoch seconds."""
     return {
         "id": {"S": attempt_marker_id(idempotency_key)},
         "first_attempt": {"N": f"{first_attempt:.3f}"},
-        "expiration": {"N": str(int(now) + SEND_IDEMPOTENCY_TTL_SECONDS)},
+        "expiration": {"N": str(expires_at)},
     }
 
 

@@ -37,6 +37,8 @@ ROWS = [
     ("msg160_ascii_step", "one 160-char SMS, whole loop step", "2048"),
     ("msg160_unicode_step", "one 160-char Unicode SMS, whole loop step", "2048"),
     ("bad_input_step", "one bad input dropped, whole loop step", "-"),
+    ("msg_max_step", "largest payload (4,910 B, emoji), default app step", "-"),
+    ("msg_max_silent_step", "  same, an app that does not answer", "-"),
     ("growth_first_10000", "heap growth over 10,000 messages (after warm-up)", "4096"),
     ("growth_next_10000", "heap growth over the next 10,000 messages", "4096"),
     ("ota_module", "update code (smsota), loaded only while a job runs", "-"),
@@ -94,6 +96,7 @@ def main() -> None:
         print(f"{label:<52} {res[key]:>7} {budget:>7}  {ok if budget != '-' else ''}")
     print(
         f"loop: {res['loop_messages']} messages, {res['loop_replies']} replies, "
+        f"{res['loop_acks']} acks, "
         f"{res['loop_dropped']} dropped; reply payload {res['reply_bytes_ascii']} bytes"
     )
     print(

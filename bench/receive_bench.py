@@ -142,14 +142,18 @@ def warm_latency(events: int) -> dict[str, list[float]]:
     from moto import mock_aws
 
     from loop.apigw_vtl import default_context, render
+    from loop.stack import synthesized_template
     from receive_lambda import handler as receive_handler
     from receive_lambda.config import ReceiveConfig
     from receive_lambda.decision import decide
     from receive_lambda.event import parse_event
     from receive_lambda.signature import signature_is_valid
+    from tests.conftest import mailbox_table_definition
     from tests.receive.conftest import EXECUTE_API_URL, TOKEN, FakeContext, sign, sms
 
     template = (ROOT / "stacks" / "templates" / "receive_request.vtl").read_text()
+    with tempfile.TemporaryDirectory() as synth_out:
+        mailbox = mailbox_table_definition(synthesized_template("dev", Path(synth_out)))
     context = default_context()
     rendered = []
     for index in range(events):
@@ -166,6 +170,8 @@ def warm_latency(events: int) -> dict[str, list[float]]:
         "IDEMPOTENCY_TABLE": "bench-idempotency",
         "THINGS_BY_NUMBER": json.dumps({"+15555550100": "bench"}),  # the naive baseline's
         "BINDINGS_TABLE": "bench-bindings",
+        "MAILBOX_TABLE": "bench-mailbox",
+        "MAILBOX_RETENTION_SECONDS": str(7 * 86400),
         "TOPIC_PREFIX": "sms",
         "REQUEST_URL": EXECUTE_API_URL,
     }
@@ -189,6 +195,10 @@ def warm_latency(events: int) -> dict[str, list[float]]:
         bindings.fill(
             boto3.resource("dynamodb").Table(environment["BINDINGS_TABLE"]),
             {"bench": "+15555550100"},
+        )
+        boto3.client("dynamodb").create_table(  # the mailbox, as the stack declares it
+            TableName=environment["MAILBOX_TABLE"],
+            **mailbox,
         )
         receive_handler.runtime.cache_clear()
         parameters.clear_caches()  # type: ignore[no-untyped-call]

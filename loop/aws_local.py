@@ -12,6 +12,7 @@ import http.client
 import json
 import logging
 import threading
+import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,6 +64,12 @@ class MotoServer:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         self.url = f"http://127.0.0.1:{self.port}"
+        # moto's backends live in the process, not the server: a loop started after another
+        # one in the same process (a second test module) must not find the first's tables.
+        reset = f"{self.url}/moto-api/reset"
+        request = urllib.request.Request(reset, method="POST")  # noqa: S310 (loopback)
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 (loopback URL)
+            pass
 
     def _connection(self) -> dict[str, str]:
         """Where and as whom boto3 talks to this server."""
@@ -114,6 +121,11 @@ class LocalResources:
                     KeySchema=properties["KeySchema"],
                     AttributeDefinitions=properties["AttributeDefinitions"],
                     BillingMode="PAY_PER_REQUEST",
+                    **(
+                        {"LocalSecondaryIndexes": properties["LocalSecondaryIndexes"]}
+                        if "LocalSecondaryIndexes" in properties
+                        else {}
+                    ),
                 )
                 self.refs[logical_id] = logical_id
                 self.arns[logical_id] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{logical_id}"

@@ -21,10 +21,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from loop.certs import Identity, LocalCA
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from loop.certs import Identity, LocalCA, tls_context
 from loop.processes import child_command, child_options, free_port, stop_process
 
 CLOUD_USER = "cloud"
+SESSION_EXPIRY_HOURS = 1
 THING_VARIABLE = "${iot:Connection.Thing.ThingName}"
 
 
@@ -105,6 +109,10 @@ class Broker:
                     "log_type error",
                     "log_type warning",
                     "max_queued_messages 10000",
+                    # AWS IoT's default: a persistent session outlives a disconnect by 1 hour.
+                    # mosquitto counts this in hours at the least, so tests that need it gone
+                    # sooner end it themselves (`expire_session`).
+                    f"persistent_client_expiration {SESSION_EXPIRY_HOURS}h",
                     "set_tcp_nodelay true",  # small MQTT packets: no Nagle delay
                     f"listener {self.port} 127.0.0.1",
                     f"cafile {self.ca.cert_path}",
@@ -138,6 +146,29 @@ class Broker:
             except OSError:
                 time.sleep(0.02)
         raise RuntimeError(f"mosquitto did not listen on port {self.port} within {timeout} s")
+
+    def expire_session(self, client_id: str) -> None:
+        """Ends `client_id`'s persistent session now, as its expiry would: its subscriptions
+        and queued messages are gone. (A clean-session connection with the same client id
+        discards the session, per MQTT 3.1.1; the client must be offline.)"""
+        context = tls_context(str(self.ca.cert_path), self.identity(CLOUD_USER))
+        client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=True,
+            protocol=paho.MQTTv311,
+        )
+        client.tls_set_context(context)
+        client.connect("127.0.0.1", self.port, keepalive=30)
+        try:
+            deadline = time.monotonic() + 10
+            while not client.is_connected():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"could not end the session of {client_id}")
+                client.loop(0.05)
+        finally:
+            client.disconnect()
+            client.loop(0.05)
 
     def identity(self, user: str) -> Identity:
         """A client certificate whose common name (MQTT user) is `user`."""

@@ -11,6 +11,8 @@
   environment the template gives them (boto3 pointed at loopback by `AWS_ENDPOINT_URL_*`);
 - the outbound topic rule (its SQL from the template), invoking the send Lambda
   asynchronously with the template's retry count and on-failure queue;
+- the mailbox: its device-request Lambda behind the ack and redeliver rules, and its
+  sweeper, run by `mailbox.sweep()` (`loop/mailbox_local.py`);
 - Prism serving Twilio's OpenAPI contract, behind a proxy that keeps the messages Twilio
   accepted (`loop.twilio_proxy`; tests pass one that also injects Twilio's failures);
 - AWS IoT Jobs and MQTT-based file delivery (`loop.iot_jobs`), so `update_app` updates a
@@ -43,6 +45,7 @@ from loop.device_host import HostDevice
 from loop.failure_records import rule_error_record
 from loop.iot_jobs import ACCOUNT, LocalIotJobs
 from loop.lambda_runtime import LambdaError, LocalFunction
+from loop.mailbox_local import LocalMailbox
 from loop.prism_server import PrismServer
 from loop.stack import ROOT, cdk_context, synthesized_template
 from loop.trace import Trace, mask
@@ -76,11 +79,15 @@ class LocalLoop:
         twilio_proxy: Callable[[str], TwilioProxy] = TwilioProxy,
         settings: Mapping[str, Any] | None = None,
         devices_dir: Path | None = None,
+        mailbox_environment: Mapping[str, str] | None = None,
     ) -> None:
         """`settings`: changes to the environment's `cdk.json` settings (a load test's caps);
-        `devices_dir`: another fleet than the committed `devices/` (a test's)."""
+        `devices_dir`: another fleet than the committed `devices/` (a test's);
+        `mailbox_environment`: variables set on the mailbox Lambdas over the template's
+        (a test shortens `MAILBOX_RETENTION_SECONDS`)."""
         self.workdir = workdir
         self._twilio_proxy = twilio_proxy
+        self._mailbox_environment = mailbox_environment
         self.trace = Trace(echo=echo)
         self.received: dict[str, list[dict[str, Any]]] = {}
         """Per thing, every message its app was handed, in order."""
@@ -209,7 +216,7 @@ class LocalLoop:
         )
         failure_queue = invoke_config["DestinationConfig"]["OnFailure"]["Destination"]
         self.dead_letter_queue_id = failure_queue["Fn::GetAtt"][0]
-        rule = next(r for r in resources.values() if r["Type"] == "AWS::IoT::TopicRule")
+        rule = resources[find_by_path(self.template, "AWS::IoT::TopicRule", "OutboundRule")]
         payload = rule["Properties"]["TopicRulePayload"]
         self.rule_error_queue_id = payload["ErrorAction"]["Sqs"]["QueueUrl"]["Ref"]
         self.rule_sql = payload["Sql"]
@@ -225,6 +232,18 @@ class LocalLoop:
             on_match=self._on_outbound,
         )
         self._closers.append(self.router.close)
+        self.mailbox = LocalMailbox(
+            template=self.template,
+            aws=self.aws,
+            cloud=self.cloud,
+            endpoints=endpoints,
+            workdir=workdir,
+            retry_delay_s=retry_delay_s,
+            on_event=self.trace.add,
+            on_rule_error=self._rule_error,
+            environment_overrides=self._mailbox_environment,
+        )
+        self._closers.append(self.mailbox.close)
 
         self.iot_jobs = LocalIotJobs(self.cloud, things=self.settings.devices, bucket=OTA_BUCKET)
         self._closers.append(self.iot_jobs.close)
@@ -282,6 +301,22 @@ class LocalLoop:
     def stop_device(self, thing: str) -> None:
         """Powers the board off (clean disconnect; the broker keeps its QoS 1 messages)."""
         self.devices.pop(thing).stop()
+
+    def expire_session(self, thing: str) -> None:
+        """The broker forgets `thing`'s session, as when it stayed away past the expiry."""
+        self.broker.expire_session(thing)
+        self.trace.add("broker", f"session of {thing} expired")
+
+    def pending(self, thing: str) -> list[dict[str, Any]]:
+        """The messages waiting in `thing`'s mailbox (the stored payloads, oldest first)."""
+        table = find_by_path(self.template, "AWS::DynamoDB::Table", "Mailbox/Table/Resource")
+        items = self.moto.client("dynamodb").query(
+            TableName=self.aws.refs[table],
+            IndexName=contract.MAILBOX_BY_ARRIVAL,
+            KeyConditionExpression=f"{contract.MAILBOX_THING} = :thing",
+            ExpressionAttributeValues={":thing": {"S": thing}},
+        )["Items"]
+        return [json.loads(contract.MailboxEntry.from_item(item).payload) for item in items]
 
     def _observer(self, thing: str) -> Callable[[dict[str, Any]], None]:
         received = self.received.setdefault(thing, [])

@@ -29,6 +29,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+import contract
 from loop.processes import no_delay
 
 ACK_TIMEOUT_S = 10.0
@@ -182,6 +183,17 @@ class MQTTClient:
 
     def _deliver(self) -> int | None:
         message = self._inbox.popleft()
+        if (
+            publish_packet_bytes(message.topic, len(message.payload))
+            > contract.TLS_RECORD_PLAINTEXT_BYTES
+        ):
+            # The ESP8266's axTLS cannot take a TLS record this large: the connection dies
+            # before the firmware sees the message, and nothing is acknowledged.
+            client, self._paho = self._client(), None
+            sock = client.socket()
+            if sock is not None:
+                sock.close()
+            raise OSError(-257, "RECORD_OVERFLOW")
         if self._callback is not None:
             self._callback(message.topic.encode(), bytes(message.payload))
         if message.qos:
@@ -201,6 +213,13 @@ class MQTTClient:
 
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, *_: Any) -> None:
         self._acked.add(mid)
+
+
+def publish_packet_bytes(topic: str, payload_bytes: int) -> int:
+    """Size of a QoS 1 PUBLISH packet: fixed header, remaining length, topic, packet id."""
+    remaining = 2 + len(topic.encode()) + 2 + payload_bytes
+    length_bytes = 1 if remaining < 128 else 2 if remaining < 16384 else 3
+    return 1 + length_bytes + remaining
 
 
 def _text(topic: bytes | str) -> str:

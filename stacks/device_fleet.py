@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from aws_cdk import Aws, Stack, aws_iot
 from constructs import Construct
 
-from contract import inbound_topic, outbound_topic
+from contract import ack_topic, inbound_topic, outbound_topic, redeliver_topic
 from stacks.device_bindings import DeviceBindings
 from stacks.device_shard import DeviceShard, NumberWebhookSettings, shard_id, shard_of
 from stacks.ota_updates import device_jobs_statements
@@ -23,8 +23,9 @@ class DeviceFleet(Construct):
 
     The policy uses `${iot:Connection.Thing.ThingName}`, so a certificate attached to thing A
     can connect only as client id A, subscribe only to A's inbound topic and publish only to
-    A's outbound topic and A's shadow, and use only A's jobs and streams topics (updates
-    over the air): one stolen device cannot read or spend another's SMS, or fetch its app.
+    A's outbound, mailbox-request (ack, redeliver) and shadow topics, and use only A's jobs and
+    streams topics (updates over the air): one stolen device cannot read, confirm or spend
+    another's SMS, or fetch its app.
     """
 
     def __init__(
@@ -93,6 +94,15 @@ class DeviceFleet(Construct):
                         "Resource": [
                             arn(f"topic/{own_outbound}"),
                             arn(f"topic/$aws/things/{THING_VARIABLE}/shadow/update"),
+                        ],
+                    },
+                    {
+                        "Sid": "PublishOwnMailboxRequests",
+                        "Effect": "Allow",
+                        "Action": "iot:Publish",
+                        "Resource": [
+                            arn(f"topic/{ack_topic(topic_prefix, THING_VARIABLE)}"),
+                            arn(f"topic/{redeliver_topic(topic_prefix, THING_VARIABLE)}"),
                         ],
                     },
                     # Over-the-air updates: the device's own jobs and streams topics.

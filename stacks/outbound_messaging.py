@@ -48,7 +48,10 @@ class OutboundMessaging(Construct):
         removal_policy: RemovalPolicy,
         status_callback_url: str | None = None,
         reserved_concurrency: int | None = None,
+        idempotency_seconds: int | None = None,
     ) -> None:
+        """`idempotency_seconds`: how long a sent thing + Id is remembered (the send
+        Lambda's default if None)."""
         super().__init__(scope, construct_id)
 
         def queue(queue_id: str) -> aws_sqs.Queue:
@@ -85,6 +88,8 @@ class OutboundMessaging(Construct):
         }
         if status_callback_url:
             environment["STATUS_CALLBACK_URL"] = status_callback_url
+        if idempotency_seconds is not None:
+            environment["IDEMPOTENCY_SECONDS"] = str(idempotency_seconds)
         self.send = BundledPythonFunction(
             self,
             "Send",

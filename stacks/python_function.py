@@ -45,9 +45,10 @@ CACHE_PATTERNS = ("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache", ".ruff
 SOURCE_EXCLUDES = (*CACHE_PATTERNS, "requirements.txt", "bundle-exclude.txt", "tests")
 
 
-def handler_of(package_dir: Path) -> str:
-    """The handler setting of the function whose package is `package_dir`."""
-    return f"{package_dir.name}.handler.lambda_handler"
+def handler_of(package_dir: Path, entry_point: str = "lambda_handler") -> str:
+    """The handler setting of the function whose package is `package_dir`: its `handler`
+    module's `entry_point`."""
+    return f"{package_dir.name}.handler.{entry_point}"
 
 
 def _source_files(path: Path) -> list[Path]:
@@ -160,7 +161,8 @@ class BundledPythonFunction(Construct):
     """An arm64 Python Lambda function with its own log group and bundled requirements.
 
     `package_dir`: the function's package, `lambdas/{name}/`, holding `handler.py` (with
-    `lambda_handler`), `requirements.txt` and optionally `bundle-exclude.txt`.
+    `lambda_handler`, or `entry_point` when one package serves two functions),
+    `requirements.txt` and optionally `bundle-exclude.txt`.
     """
 
     def __init__(
@@ -176,6 +178,7 @@ class BundledPythonFunction(Construct):
         timeout: Duration = DEFAULT_TIMEOUT,
         memory_size: int = 256,
         reserved_concurrency: int | None = None,
+        entry_point: str = "lambda_handler",
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = aws_logs.LogGroup(
@@ -195,7 +198,7 @@ class BundledPythonFunction(Construct):
             role=self.role,
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
-            handler=handler_of(package_dir),
+            handler=handler_of(package_dir, entry_point),
             description=description,
             code=aws_lambda.Code.from_asset(
                 str(package_dir),

@@ -13,6 +13,8 @@ from typing import Any
 
 import contract
 
+MAILBOX_EXPIRY_ACTIONS = ("count", "notify_sender")
+"""What the sweeper does with a message its device did not take within the retention."""
 LOG_RETENTION_DAYS = frozenset(
     {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557}
 )
@@ -67,6 +69,13 @@ class EnvironmentSettings:
     device_shards: int = 32
     """Nested stacks the devices are spread over (by a hash of the thing name). Never change
     it once deployed: every device would move to another stack and be replaced."""
+    mailbox_retention_days: int = contract.DEFAULT_MAILBOX_RETENTION_DAYS
+    """How long a message waits in the mailbox for its device before it expires."""
+    mailbox_expiry_action: str = "count"
+    """`count`: expired messages are counted (metric) and logged by Id; `notify_sender`:
+    also text the sender that the device did not get the message."""
+    mailbox_alarm_age_minutes: int = 60
+    """Alarm when the oldest message still waiting for a device is older than this."""
 
     @property
     def stack_name(self) -> str:
@@ -121,6 +130,14 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentSettings:
     bad = sorted(set(extra) - set(contract.FORWARDABLE_FIELDS))
     if bad:
         raise fail(f"'extra_fields' has unknown webhook parameter(s) {', '.join(bad)}")
+    worst = contract.worst_case_payload_bytes(body_limit, extra)
+    if worst > contract.MAX_DEVICE_PAYLOAD_BYTES:
+        raise fail(
+            f"'body_limit' {body_limit} cannot fit the board: in the worst case (6-byte "
+            f"escaped characters, 10 media, the extra fields) a message takes {worst} bytes, "
+            f"more than the {contract.MAX_DEVICE_PAYLOAD_BYTES} bytes the ESP8266 can "
+            f"receive; at most {contract.largest_body_limit(extra)} with these extra fields"
+        )
     allow = tuple(raw.get("destination_allow_list", ()))
     for number in allow:
         if not contract.is_e164(number):
@@ -140,6 +157,16 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentSettings:
     for flag in ("status_callback", "configure_twilio_number", "retain_data"):
         if not isinstance(raw.get(flag, False), bool):
             raise fail(f"'{flag}' must be true or false")
+    mailbox_retention = raw.get("mailbox_retention_days", contract.DEFAULT_MAILBOX_RETENTION_DAYS)
+    longest = contract.MAX_MAILBOX_RETENTION_DAYS
+    if not isinstance(mailbox_retention, int) or not 1 <= mailbox_retention <= longest:
+        raise fail(f"'mailbox_retention_days' must be an integer from 1 to {longest}")
+    expiry_action = raw.get("mailbox_expiry_action", "count")
+    if expiry_action not in MAILBOX_EXPIRY_ACTIONS:
+        raise fail(f"'mailbox_expiry_action' must be one of {', '.join(MAILBOX_EXPIRY_ACTIONS)}")
+    alarm_age = raw.get("mailbox_alarm_age_minutes", 60)
+    if not isinstance(alarm_age, int) or alarm_age < 5:
+        raise fail("'mailbox_alarm_age_minutes' must be an integer of at least 5")
 
     policy = parse_outbound_policy(raw, devices, fail)
     return EnvironmentSettings(
@@ -161,6 +188,9 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentSettings:
         retain_data=raw.get("retain_data", False),
         **policy,
         device_shards=shards,
+        mailbox_retention_days=mailbox_retention,
+        mailbox_expiry_action=expiry_action,
+        mailbox_alarm_age_minutes=alarm_age,
     )
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack, Token, aws_iam, aws_logs
+from aws_cdk import (
+    CfnOutput,
+    RemovalPolicy,
+    Stack,
+    Token,
+    aws_cloudwatch_actions,
+    aws_iam,
+    aws_logs,
+)
 from constructs import Construct
 
 import contract
@@ -14,6 +22,7 @@ from stacks.contacts import Contacts
 from stacks.device_bindings import DeviceBindings
 from stacks.device_fleet import DeviceFleet
 from stacks.device_shard import NumberWebhookSettings
+from stacks.mailbox import Mailbox
 from stacks.monitoring import Monitoring
 from stacks.nag import acknowledge
 from stacks.ota_updates import OtaUpdates
@@ -119,6 +128,9 @@ class TextDeviceStack(Stack):
             removal_policy=removal,
             status_callback_url=self.status_callback.url if self.status_callback else None,
             reserved_concurrency=settings.send_reserved_concurrency,
+            # A redelivered message brings its reply Id back as long as it can wait (days:
+            # longer than the send Lambda's own default and an async event's 6 h).
+            idempotency_seconds=contract.mailbox_lifetime_seconds(settings.mailbox_retention_days),
         )
         # Optional: point the bound numbers' SMS webhook at this stack on deploy.
         self.number_webhook = (
@@ -161,6 +173,30 @@ class TextDeviceStack(Stack):
             alarm_email=settings.alarm_email,
         )
 
+        # Every message waits in its device's mailbox until the device confirms it.
+        self.mailbox = Mailbox(
+            self,
+            "Mailbox",
+            environment_name=settings.name,
+            topic_prefix=settings.topic_prefix,
+            inbound_topic_arns=[self.fleet.inbound_topic_arn()],
+            retention_days=settings.mailbox_retention_days,
+            alarm_age_minutes=settings.mailbox_alarm_age_minutes,
+            rule_error_queue=self.outbound.rule_error_queue,
+            send_function=self.outbound.function
+            if settings.mailbox_expiry_action == "notify_sender"
+            else None,
+            log_retention=retention,
+            removal_policy=removal,
+        )
+        self.webhook.function.add_environment("MAILBOX_TABLE", self.mailbox.table.table_name)
+        self.webhook.function.add_environment(
+            "MAILBOX_RETENTION_SECONDS", str(self.mailbox.retention_seconds)
+        )
+        self.mailbox.grant_record(self.webhook.function)
+        for mailbox_alarm in (self.mailbox.age_alarm, self.mailbox.expired_alarm):
+            mailbox_alarm.add_alarm_action(aws_cloudwatch_actions.SnsAction(self.monitoring.topic))
+
         # Whom a device may text, and how much: the reply window and opt-outs come from the
         # Contacts table, which the receive Lambda writes.
         self.contacts = Contacts(self, "Contacts", removal_policy=removal)
@@ -195,14 +231,18 @@ class TextDeviceStack(Stack):
         )
         # cdk-nag names the resource as rendered: pseudo parameters as <AWS::...>.
         account = "<AWS::AccountId>" if Token.is_unresolved(self.account) else self.account
-        acknowledge(
-            self.webhook.receive.role,
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:{self.region}:{account}:"
-            f"topic/{inbound_topic(settings.topic_prefix, '*')}]",
-            "The receive Lambda publishes to any bound device's inbound topic, "
-            f"{inbound_topic(settings.topic_prefix, '{thing}')}: the wildcard stands for the "
-            "thing level only, so the policy stays the same size for 1 or 1,000 devices.",
-        )
+        for publisher, who in (
+            (self.webhook.receive, "The receive Lambda"),
+            (self.mailbox.requests, "The mailbox's redelivery Lambda"),
+        ):
+            acknowledge(
+                publisher.role,
+                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:{self.region}:{account}:"
+                f"topic/{inbound_topic(settings.topic_prefix, '*')}]",
+                f"{who} publishes to any bound device's inbound topic, "
+                f"{inbound_topic(settings.topic_prefix, '{thing}')}: the wildcard stands for the "
+                "thing level only, so the policy stays the same size for 1 or 1,000 devices.",
+            )
         send = self.outbound.function
         self.twilio_secret.secret.grant_read(send)
         self.outbound.idempotency_table.grant(send, *IDEMPOTENCY_ACTIONS)

@@ -22,6 +22,21 @@ from loop import stack as loop_stack  # noqa: E402 (needs ROOT on sys.path)
 cdk_context = loop_stack.cdk_context
 
 
+def mailbox_table_definition(template: dict[str, Any]) -> dict[str, Any]:
+    """`create_table` arguments for the mailbox table as the template declares it."""
+    properties = next(
+        r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::DynamoDB::Table" and "LocalSecondaryIndexes" in r["Properties"]
+    )
+    return {
+        "BillingMode": "PAY_PER_REQUEST",
+        **{
+            k: properties[k] for k in ("KeySchema", "AttributeDefinitions", "LocalSecondaryIndexes")
+        },
+    }
+
+
 @dataclass(frozen=True)
 class Synthesized:
     """One environment's synthesized stack, template and cdk-nag report."""

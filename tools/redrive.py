@@ -15,8 +15,9 @@ Three queues, three record formats:
 
 A message is redriven by publishing the device's original payload to its outbound topic
 again, so it takes the whole path again (topic rule, send Lambda, its retries and queues)
-and the send Lambda's idempotency decides. That idempotency lasts 24 hours: past them, a
-message Twilio did accept would be sent again. So before publishing, this tool writes the
+and the send Lambda's idempotency decides. That idempotency lasts as long as the mailbox
+keeps a message (days, not forever): past it, a message Twilio did accept would be sent
+again. So before publishing, this tool writes the
 send Lambda's "attempted" marker for the message, dated as early as its first attempt can
 have been: the Lambda then asks Twilio's Messages list whether it already has the message
 and records its SID instead of texting again (lambdas/send_lambda/sender.py,
@@ -219,8 +220,11 @@ class Redrive:
             with contextlib.suppress(self._dynamodb.exceptions.ConditionalCheckFailedException):
                 self._dynamodb.put_item(
                     TableName=self._table,
+                    # Outlives the redriven event's retries (at most a few hours).
                     Item=contract.attempt_marker_item(
-                        key, first_attempt=first_attempt.timestamp(), now=now
+                        key,
+                        first_attempt=first_attempt.timestamp(),
+                        expires_at=int(now) + contract.DEFAULT_SEND_IDEMPOTENCY_SECONDS,
                     ),
                     ConditionExpression=contract.ATTEMPT_MARKER_ABSENT_OR_EXPIRED,
                     ExpressionAttributeValues={":now": {"N": str(int(now))}},

@@ -13,9 +13,10 @@ except ImportError:  # CPython
 
 MAX_BODY = const(1600)  # Twilio's limit for one message, in characters
 _MAX_ID = const(64)  # Twilio SIDs are 34 characters; bounds the reply Id we build
-# A UTF-8 body of MAX_BODY characters is at most 4 bytes each; the rest is
-# envelope. Bigger payloads are dropped before they are decoded.
-MAX_RAW = const(8448)  # 1600 * 4 + 2048
+# The largest payload the cloud publishes (MAX_DEVICE_PAYLOAD_BYTES in
+# contract.py; a test keeps them equal): the ESP8266's TLS record (5,120 B of
+# plaintext) minus MQTT framing. Bigger is dropped undecoded.
+MAX_RAW = const(4910)
 
 try:  # CPython escapes non-ASCII unless told not to; MicroPython never does
     json.dumps("", ensure_ascii=False)
@@ -85,6 +86,11 @@ def outgoing(msg_id, to, body, media_url=None):
     if media_url:
         d["MediaUrl"] = media_url
     return _dumps(d).encode()
+
+
+def ack(msg_id):
+    """Encode the confirmation of an inbound message (it leaves the cloud's mailbox)."""
+    return _dumps({"Id": msg_id}).encode()
 
 
 def reply_for(inbound, reply, n=0):

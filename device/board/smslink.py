@@ -1,7 +1,7 @@
-# The device's I/O loop: Wi-Fi, clock, one MQTT session, watchdog. Every
-# dependency is passed in, so tests and the host swap in fakes; smsboot wires
-# the board's real modules. Over-the-air updates live in smsota, imported only
-# while a job runs.
+# The device's I/O loop: one MQTT session, its messages, keep-alive, shadow.
+# Every dependency is passed in, so tests and the host swap in fakes; smsboot
+# wires the board's real modules. Rare work lives in modules imported only
+# while it runs: connecting in smsconn, over-the-air updates in smsota.
 import gc
 
 import smscore
@@ -16,11 +16,6 @@ except ImportError:  # CPython
 
 FIRMWARE = "1.1.0"
 JOURNAL = "ota.json"  # the update journal, beside the app; present only while an update runs
-_WIFI_TIMEOUT_MS = const(20000)
-_NTP_EVERY_MS = const(86400000)  # re-sync daily: the ESP8266's RTC drifts
-# umqtt.simple's connect(timeout=): a stalled TCP or TLS handshake gives up
-# instead of hanging before the watchdog is armed.
-_CONNECT_TIMEOUT_S = const(20)
 _SLICE_MS = const(500)  # longest sleep without feeding the watchdog (ESP8266: fixed ~3 s)
 
 
@@ -65,6 +60,7 @@ class Device:
         base = config["topic_prefix"] + "/" + thing + "/"  # topics are bytes for umqtt
         self.topic_in = (base + "inbound").encode()
         self.topic_out = (base + "outbound").encode()
+        self.topic_ack = (base + "ack").encode()
         self.topic_shadow = ("$aws/things/" + thing + "/shadow/update").encode()
         # Device-originated Ids: thing, board, boot and a counter make them unique.
         board_hex = ""
@@ -120,7 +116,8 @@ class Device:
         self.up_at = now
         try:
             if self.client is None:
-                self._connect()
+                # Connecting is rare: its code is loaded only then (smsconn unloads itself).
+                __import__("smsconn").connect(self)
             elif not self.wlan.isconnected():
                 raise OSError(113)  # EHOSTUNREACH: Wi-Fi lost, do not wait for TCP to notice
             due = self.job_at
@@ -164,6 +161,7 @@ class Device:
             if topic.endswith(b"/jobs/notify-next"):  # the only such topic we subscribe
                 self.job = raw  # handled by step(), outside umqtt's callback
             return
+        message = reply = None
         try:
             message = smscore.parse_inbound(raw)
             reply = smscore.reply_for(message, self.handle(message))
@@ -174,57 +172,10 @@ class Device:
             else:
                 reason = "app " + type(error).__name__
             self.log("drop: " + reason)
-            return
         if reply is not None:
-            self.client.publish(self.topic_out, reply)  # network errors escape: no ack
-
-    def _connect(self):
-        gc.collect()  # TLS wants large contiguous blocks
-        clock = self.clock
-        wlan = self.wlan
-        config = self.config
-        if not wlan.isconnected():
-            wlan.active(True)
-            wlan.connect(config["wifi_ssid"], config["wifi_password"])
-            started = clock.ticks_ms()
-            while not wlan.isconnected():
-                if self.halt or clock.ticks_diff(clock.ticks_ms(), started) > _WIFI_TIMEOUT_MS:
-                    raise OSError(110)  # ETIMEDOUT: back off, then try again
-                self._sleep(200)
-        now = clock.ticks_ms()
-        if self.ntp and (
-            self.ntp_at is None or clock.ticks_diff(now, self.ntp_at) >= _NTP_EVERY_MS
-        ):
-            try:
-                self.ntp.settime()
-                self.ntp_at = now
-            except OSError:
-                if self.ntp_at is None:
-                    raise  # TLS needs the time once; a later failed re-sync is harmless
-                self.log("ntp: re-sync failed")
-        client = self.mqtt(config["thing"], config["endpoint"], config["port"], None, None,
-                           self.keepalive, self.ssl)  # fmt: skip
-        client.set_callback(self._on_msg)
-        self.client = client  # before connect, so a failure closes a half-open socket
-        self._feed()
-        # Persistent session: QoS 1 messages wait for us.
-        present = client.connect(False, _CONNECT_TIMEOUT_S)
-        self._feed()
-        # Subscribing again is harmless when the session survived, needed when it expired.
-        client.subscribe(self.topic_in, 1)
-        client.subscribe(("$aws/things/" + config["thing"] + "/jobs/notify-next").encode(), 1)
-        self.fails = 0
-        self.ping_at = clock.ticks_ms()
-        self.log("mqtt: connected, session " + ("resumed" if present else "new"))
-        if self.wdt is None and self.wdt_factory is not None:
-            # Armed only once a connection worked: a board whose TLS handshake is
-            # slower than the ESP8266's fixed timeout then still boots and serves.
-            self.wdt = self.wdt_factory()
-        boot_message = self.boot
-        if boot_message is not None:  # QoS 1 and a fixed Id: a retry after a drop dedups
-            self.send(boot_message["To"], boot_message["Body"], None, 1, self.id_prefix + "0")
-            self.boot = None
-        self._report(clock.ticks_ms())
+            self.client.publish(self.topic_out, reply)  # network errors escape: no PUBACK
+        if message is not None:  # taken (answered or not): it leaves the cloud's mailbox
+            self.client.publish(self.topic_ack, smscore.ack(message["Id"]))
 
     def _report(self, now):
         self.report_at = now

@@ -29,7 +29,7 @@ _ANSWER_MS = const(10000)  # how long AWS IoT gets to answer one request
 _TRIES = const(3)
 _SPARE = const(4096)  # flash left free after writing the new files
 # The firmware's own modules: an update replaces app modules, never these.
-_OWN = ("boot", "main", "smsboot", "smscore", "smslink", "smsota", "smstrial")
+_OWN = ("boot", "main", "smsboot", "smsconn", "smscore", "smslink", "smsota", "smstrial")
 _wait = [None, (), None]  # while a request waits: the device, answer topics, the answer
 
 

@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePer
 import contract
 from lambda_shared.twilio_credentials import TwilioCredentials, read_twilio_credentials
 from receive_lambda.decision import Publish
+from receive_lambda.mailbox_record import MailboxRecorder
 
 MIN_REFRESH_INTERVAL_SECONDS = 30.0
 """A failed signature forces a fresh read at most this often (forged requests are cheap)."""
@@ -61,16 +62,19 @@ class SecretTokenSource:
 
 
 class InboundPublisher:
-    """Publishes a `Publish` decision with QoS 1, at most once per MessageSid (DynamoDB)."""
+    """Records a `Publish` decision in the device's mailbox, then publishes it with QoS 1,
+    at most once per MessageSid (DynamoDB)."""
 
     def __init__(
         self,
         iot_data: Any,
         persistence: BasePersistenceLayer,
         *,
+        mailbox: MailboxRecorder,
         expires_after_seconds: int = IDEMPOTENCY_SECONDS,
     ) -> None:
         self._iot_data = iot_data
+        self._mailbox = mailbox
         self._config = IdempotencyConfig(
             event_key_jmespath="Id",
             raise_on_no_idempotency_key=True,
@@ -85,8 +89,11 @@ class InboundPublisher:
             key_prefix="inbound",
         )(self._publish)
 
-    def _publish(self, *, topic: str, message: dict[str, Any]) -> dict[str, Any]:
-        self._iot_data.publish(topic=topic, qos=1, payload=contract.encode_message(message))
+    def _publish(self, *, thing: str, topic: str, message: dict[str, Any]) -> dict[str, Any]:
+        payload = contract.encode_message(message)
+        # First durably, so a device that misses the publish still gets it later.
+        self._mailbox.record(thing=thing, message_id=message["Id"], topic=topic, payload=payload)
+        self._iot_data.publish(topic=topic, qos=1, payload=payload)
         return {"published": True}
 
     def publish(self, decision: Publish, lambda_context: Any) -> bool:
@@ -97,7 +104,9 @@ class InboundPublisher:
         """
         self._config.register_lambda_context(lambda_context)
         try:
-            result = self._publish_once(topic=decision.topic, message=decision.message)
+            result = self._publish_once(
+                thing=decision.thing, topic=decision.topic, message=decision.message
+            )
         except IdempotencyAlreadyInProgressError:
             return False
         return bool(result.get("published")) if isinstance(result, dict) else False

@@ -1,6 +1,7 @@
 """What happens to a webhook whose signature is valid: nothing (`Unbound`), a reply that
-the text is too long (`TooLong`), or the message for `{prefix}/{thing}/inbound` (`Publish`,
-the contract's inbound message)."""
+the text is too long (`TooLong`: the body exceeds the limit, or the whole message would
+exceed what the board can receive, `contract.MAX_DEVICE_PAYLOAD_BYTES`), or the message for
+`{prefix}/{thing}/inbound` (`Publish`, the contract's inbound message)."""
 
 from __future__ import annotations
 
@@ -42,20 +43,31 @@ class Unbound:
 
 @dataclass(frozen=True)
 class TooLong:
-    """The body exceeds the limit: the sender is told, nothing published."""
+    """The body exceeds the limit, or the whole message the board's: the sender is told,
+    nothing published."""
 
     thing: str
     message_sid: str
     length: int
     limit: int
+    payload_bytes: int | None = None
+    """Set when the body fits but the whole message (with its media and fields) does not."""
 
     @property
     def twiml(self) -> str:
         """A TwiML reply telling the sender the limit (nothing is published)."""
-        text = (
-            f"Sorry, messages to this number are limited to {self.limit} characters; "
-            f"yours had {self.length}. Please send a shorter message."
-        )
+        if self.payload_bytes is None:
+            text = (
+                f"Sorry, messages to this number are limited to {self.limit} characters; "
+                f"yours had {self.length}. Please send a shorter message."
+            )
+        else:
+            text = (
+                "Sorry, your message is too large for the device to receive "
+                f"({self.payload_bytes} bytes with its media; at most "
+                f"{contract.MAX_DEVICE_PAYLOAD_BYTES}). Please send a shorter message or "
+                "fewer pictures."
+            )
         return (
             '<?xml version="1.0" encoding="UTF-8"?><Response><Message>'
             f"{html.escape(text, quote=False)}</Message></Response>"
@@ -136,5 +148,14 @@ def decide(form: FormParams, config: ReceiveConfig, things_by_number: ThingLooku
         "Media": media,
         **extras,
     }
+    size = len(contract.encode_message(message))
+    if size > contract.MAX_DEVICE_PAYLOAD_BYTES:
+        return TooLong(
+            thing=thing,
+            message_sid=sid,
+            length=len(body),
+            limit=config.body_limit,
+            payload_bytes=size,
+        )
     topic = contract.inbound_topic(config.topic_prefix, thing)
     return Publish(thing=thing, topic=topic, message=message)

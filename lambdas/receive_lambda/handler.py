@@ -30,6 +30,7 @@ from receive_lambda.config import ReceiveConfig
 from receive_lambda.decision import Publish, ThingLookup, TooLong, Unbound, decide
 from receive_lambda.errors import BadRequest, ConfigurationError, WebhookError
 from receive_lambda.event import parse_event
+from receive_lambda.mailbox_record import MailboxRecorder
 from receive_lambda.signature import authenticate
 
 logger = Logger(service=SERVICE)
@@ -63,6 +64,7 @@ class Receiver:
                 message_sid=decision.message_sid,
                 body_length=decision.length,
                 body_limit=decision.limit,
+                payload_bytes=decision.payload_bytes,
             )
         elif isinstance(decision, Publish):
             published = self.publisher.publish(decision, context)
@@ -84,14 +86,16 @@ class Receiver:
 def runtime() -> Receiver:
     """This container's Receiver, built from the environment on first use (tests clear it)."""
     config = ReceiveConfig.from_environ(os.environ)
+    dynamodb = boto3.client("dynamodb")
     return Receiver(
         config=config,
         things_by_number=ThingsByNumber(config.bindings_table, boto3.resource("dynamodb")),
         tokens=SecretTokenSource(config.secret_name),
         publisher=InboundPublisher(
             boto3.client("iot-data"),
-            DynamoDBPersistenceLayer(
-                table_name=config.idempotency_table, boto3_client=boto3.client("dynamodb")
+            DynamoDBPersistenceLayer(table_name=config.idempotency_table, boto3_client=dynamodb),
+            mailbox=MailboxRecorder(
+                dynamodb, config.mailbox_table, config.mailbox_retention_seconds
             ),
         ),
     )

@@ -19,6 +19,7 @@ REQUIRED = (
     contract.CONTACTS_TABLE_VARIABLE,
     "REFUSED_QUEUE_URL",
 )
+DEFAULT_IDEMPOTENCY_SECONDS = contract.DEFAULT_SEND_IDEMPOTENCY_SECONDS
 
 # The stack always sets POWERTOOLS_METRICS_NAMESPACE (contract.metrics_namespace).
 DEFAULT_METRICS_NAMESPACE = "TextDevice"
@@ -45,13 +46,16 @@ class SendConfig:
     """Where a message the outbound policy refuses is put, with its reason."""
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
     """The CloudWatch namespace of the refusal metrics."""
+    idempotency_seconds: int = DEFAULT_IDEMPOTENCY_SECONDS
+    """How long a sent thing + Id is remembered: at least as long as a message can wait in
+    the mailbox, whose redelivery brings the same reply Id back."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> SendConfig:
         """Reads STATUS_CALLBACK_URL (optional), TWILIO_SECRET_NAME, IDEMPOTENCY_TABLE,
         DEAD_LETTER_QUEUE_URL, BINDINGS_TABLE, CONTACTS_TABLE, REFUSED_QUEUE_URL,
-        POWERTOOLS_METRICS_NAMESPACE and the outbound policy's variables (see
-        policy_from_environ); ValueError names what is wrong."""
+        POWERTOOLS_METRICS_NAMESPACE, IDEMPOTENCY_SECONDS (optional) and the outbound
+        policy's variables (see policy_from_environ); ValueError names what is wrong."""
         missing = missing_variables(environ, REQUIRED)
         if missing:
             raise ValueError(f"environment variable(s) {', '.join(missing)} not set")
@@ -66,6 +70,9 @@ class SendConfig:
             refused_queue_url=environ["REFUSED_QUEUE_URL"],
             metrics_namespace=environ.get("POWERTOOLS_METRICS_NAMESPACE")
             or DEFAULT_METRICS_NAMESPACE,
+            idempotency_seconds=int(
+                environ.get("IDEMPOTENCY_SECONDS") or DEFAULT_IDEMPOTENCY_SECONDS
+            ),
         )
 
 

@@ -136,7 +136,7 @@ class SendRuntime:
             # The same thing + Id with another recipient or text is a device bug: refuse it.
             payload_validation_jmespath="[from, to, body, media]",
             raise_on_no_idempotency_key=True,
-            expires_after_seconds=contract.SEND_IDEMPOTENCY_TTL_SECONDS,
+            expires_after_seconds=config.idempotency_seconds,
         )
         persistence = DynamoDBPersistenceLayer(
             table_name=config.idempotency_table, boto3_client=dynamodb_client
@@ -315,7 +315,9 @@ class SendRuntime:
             self._dynamodb.put_item(
                 TableName=self.config.idempotency_table,
                 Item=contract.attempt_marker_item(
-                    key, first_attempt=now.timestamp(), now=now.timestamp()
+                    key,
+                    first_attempt=now.timestamp(),
+                    expires_at=int(now.timestamp()) + self.config.idempotency_seconds,
                 ),
                 ConditionExpression=contract.ATTEMPT_MARKER_ABSENT_OR_EXPIRED,
                 ExpressionAttributeValues={":now": {"N": str(int(now.timestamp()))}},
@@ -327,9 +329,7 @@ class SendRuntime:
             # A marker without a readable time (written by hand?): assume the oldest
             # possible attempt, so nothing Twilio lists is excluded by date.
             seconds = (
-                float(started)
-                if started
-                else now.timestamp() - contract.SEND_IDEMPOTENCY_TTL_SECONDS
+                float(started) if started else now.timestamp() - self.config.idempotency_seconds
             )
             return datetime.fromtimestamp(seconds, UTC)
         return None

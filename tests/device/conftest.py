@@ -20,6 +20,7 @@ BOARD_MODULES = (
     "smsboot",
     "smscore",
     "smslink",
+    "smsconn",
     "smsota",
     "smstext",
     "smstrial",

@@ -13,7 +13,7 @@ from tests.device.conftest import BOARD, BOARD_FILES, MPY_OPT, mpy_cross
 ALLOWED_IMPORTS = {
     "gc", "json", "sys", "time", "random", "micropython", "machine", "network", "ntptime",
     "ssl", "tls", "umqtt.simple", "os", "hashlib", "binascii",
-    "app", "smsboot", "smscore", "smslink", "smsota", "smstext", "smstrial",
+    "app", "smsboot", "smsconn", "smscore", "smslink", "smsota", "smstext", "smstrial",
 }  # fmt: skip
 
 

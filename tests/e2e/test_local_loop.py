@@ -239,7 +239,9 @@ def test_the_broker_grants_devices_what_the_iot_policy_grants(loop: LocalLoop) -
         [
             "pattern read sms/%u/inbound",
             "pattern write $aws/things/%u/shadow/update",
+            "pattern write sms/%u/ack",
             "pattern write sms/%u/outbound",
+            "pattern write sms/%u/redeliver",
             *acl_from_iot_policy({"Statement": jobs}, str),
         ]
     )

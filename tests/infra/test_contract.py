@@ -24,8 +24,12 @@ NUMBERS = {THING: NUMBER, "dev-doorbell": "+15555550101"}
 
 
 def rule_sql(synth: Synthesized) -> str:
+    """The outbound rule's query (the mailbox's request rules are tested with the mailbox)."""
     [rule] = [
-        r for r in synth.template_json["Resources"].values() if r["Type"] == "AWS::IoT::TopicRule"
+        r
+        for r in synth.template_json["Resources"].values()
+        if r["Type"] == "AWS::IoT::TopicRule"
+        and r["Metadata"]["aws:cdk:path"].endswith("/Outbound/OutboundRule")
     ]
     sql: str = rule["Properties"]["TopicRulePayload"]["Sql"]
     return sql

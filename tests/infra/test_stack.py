@@ -92,6 +92,11 @@ def test_device_policy_confines_each_device_to_its_own_client_id_and_topics(
         f"sms/{thing}/outbound",
         f"$aws/things/{thing}/shadow/update",
     ]
+    mailbox = [resolve_join(r) for r in by_sid["PublishOwnMailboxRequests"]["Resource"]]
+    assert [r.split(":topic/")[1] for r in mailbox] == [
+        f"sms/{thing}/ack",
+        f"sms/{thing}/redeliver",
+    ]
     assert set(by_sid) == {
         "ConnectAsOwnThingOnly",
         "SubscribeOwnInbound",
@@ -101,6 +106,8 @@ def test_device_policy_confines_each_device_to_its_own_client_id_and_topics(
         "SubscribeOwnJobAndStreamResponses",
         "ReceiveOwnJobAndStreamResponses",
         "PublishOwnJobAndStreamRequests",
+        # The mailbox (tests/infra/test_mailbox_stack.py checks them).
+        "PublishOwnMailboxRequests",
     }
 
 
@@ -193,10 +200,13 @@ def test_lambdas_are_arm64_on_the_newest_python(synth: Synthesized) -> None:
         assert properties["Runtime"] == "python3.14"
         assert properties["LoggingConfig"]["LogFormat"] == "JSON"
 
-        # Each Lambda is a package of its own: `{name}_lambda.handler.lambda_handler`.
+        # Each Lambda is a package of its own: `{name}_lambda.handler.lambda_handler`; a
+        # package serving two functions (the mailbox's) names its second entry point.
         package, module, function_name = properties["Handler"].split(".")
-        assert (module, function_name) == ("handler", "lambda_handler")
-        assert (ROOT / "lambdas" / package / "handler.py").is_file()
+        handler = ROOT / "lambdas" / package / "handler.py"
+        assert module == "handler" and package.endswith("_lambda")
+        assert f"def {function_name}(" in handler.read_text()
+        assert "def lambda_handler(" in handler.read_text()
 
 
 def _policy_statements(synth: Synthesized) -> list[tuple[str, dict[str, Any]]]:
@@ -208,7 +218,11 @@ def _policy_statements(synth: Synthesized) -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_receive_lambda_may_publish_only_to_inbound_topics(synth: Synthesized) -> None:
-    publish = [s for _, s in _policy_statements(synth) if "iot:Publish" in str(s["Action"])]
+    publish = [
+        s
+        for policy, s in _policy_statements(synth)
+        if "iot:Publish" in str(s["Action"]) and policy.startswith("WebhookReceive")
+    ]
     assert len(publish) == 1
     assert publish[0]["Action"] == "iot:Publish"
     region = cdk_context()["environments"][synth.env]["region"]
@@ -220,12 +234,18 @@ def test_receive_lambda_may_publish_only_to_inbound_topics(synth: Synthesized) -
         s
         for s in nag["suppressedViolations"]
         if s["ruleName"] == f"AwsSolutions-IAM5[Resource::{arn}]"
+        and s["reason"].startswith("The receive Lambda")
     ]
     assert "thing level only" in acknowledged["reason"]
 
 
 def test_tables_are_used_item_by_item_only(synth: Synthesized) -> None:
-    dynamo = [s for _, s in _policy_statements(synth) if "dynamodb:" in str(s["Action"])]
+    # The mailbox's own grants: tests/infra/test_mailbox_stack.py.
+    dynamo = [
+        s
+        for _, s in _policy_statements(synth)
+        if "dynamodb:" in str(s["Action"]) and "Mailbox" not in str(s["Resource"])
+    ]
     actions = sorted(
         tuple(sorted(s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))
         for s in dynamo
@@ -254,6 +274,7 @@ def test_send_lambda_is_invoked_only_by_the_rule(synth: Synthesized) -> None:
         p["Properties"]
         for p in resources(synth, "AWS::Lambda::Permission").values()
         if p["Properties"]["Principal"] == "iot.amazonaws.com"
+        and "OutboundSend" in str(p["Properties"]["FunctionName"])
     ]
     assert len(permissions) == 1
     assert "Fn::GetAtt" in permissions[0]["SourceArn"]

@@ -27,7 +27,7 @@ from loop.apigw_vtl import (
     invoke_in_process,
 )
 from receive_lambda import handler
-from tests.conftest import Synthesized
+from tests.conftest import Synthesized, mailbox_table_definition
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 REGION = "eu-west-1"
@@ -35,6 +35,7 @@ ACCOUNT = "123456789012"
 SECRET_NAME = "text-device/dev/twilio"
 TABLE = "receive-idempotency"
 BINDINGS_TABLE = "bindings"
+MAILBOX_TABLE = "mailbox"
 EXECUTE_API = default_context()
 EXECUTE_API_URL = "https://abc123defg.execute-api.eu-west-1.amazonaws.com/v1/message"
 FORM = "application/x-www-form-urlencoded; charset=UTF-8"
@@ -64,6 +65,7 @@ def receive_function_environment(synth: Synthesized) -> dict[str, str]:
                 **{k: v for k, v in variables.items() if isinstance(v, str)},
                 "IDEMPOTENCY_TABLE": TABLE,
                 contract.BINDINGS_TABLE_VARIABLE: BINDINGS_TABLE,
+                "MAILBOX_TABLE": MAILBOX_TABLE,
             }
     raise AssertionError("no receive function in the template")
 
@@ -205,6 +207,9 @@ def make_world(
     bindings.fill(
         boto3.resource("dynamodb", region_name=REGION).Table(BINDINGS_TABLE),
         *bindings.shard_bindings(synth.template_path.parent),
+    )
+    boto3.client("dynamodb", region_name=REGION).create_table(
+        TableName=MAILBOX_TABLE, **mailbox_table_definition(synth.template_json)
     )
     reset_receiver()
     world = ReceiveWorld(LambdaMethod.from_template(synth.template_json, "message"), environment)

@@ -295,7 +295,13 @@ def test_decide_rejects_invalid_fields(fields: dict[str, str]) -> None:
 
 
 def test_config_from_environment_rejects_unknown_extra_fields() -> None:
-    resources = {"TWILIO_SECRET_NAME": "s", "IDEMPOTENCY_TABLE": "t", "BINDINGS_TABLE": "b"}
+    resources = {
+        "TWILIO_SECRET_NAME": "s",
+        "IDEMPOTENCY_TABLE": "t",
+        "BINDINGS_TABLE": "b",
+        "MAILBOX_TABLE": "m",
+        "MAILBOX_RETENTION_SECONDS": "604800",
+    }
     with pytest.raises(ConfigurationError):
         ReceiveConfig.from_environ({**resources, "EXTRA_FIELDS": "Password"})
     config = ReceiveConfig.from_environ(
@@ -307,11 +313,18 @@ def test_config_from_environment_rejects_unknown_extra_fields() -> None:
         "t",
         "b",
     )
+    assert (config.mailbox_table, config.mailbox_retention_seconds) == ("m", 604800)
 
 
-@pytest.mark.parametrize("missing", ["IDEMPOTENCY_TABLE", "BINDINGS_TABLE"])
+@pytest.mark.parametrize("missing", ["IDEMPOTENCY_TABLE", "BINDINGS_TABLE", "MAILBOX_TABLE"])
 def test_config_from_environment_names_a_missing_resource(missing: str) -> None:
-    resources = {"TWILIO_SECRET_NAME": "s", "IDEMPOTENCY_TABLE": "t", "BINDINGS_TABLE": "b"}
+    resources = {
+        "TWILIO_SECRET_NAME": "s",
+        "IDEMPOTENCY_TABLE": "t",
+        "BINDINGS_TABLE": "b",
+        "MAILBOX_TABLE": "m",
+        "MAILBOX_RETENTION_SECONDS": "604800",
+    }
     with pytest.raises(ConfigurationError, match=missing):
         ReceiveConfig.from_environ({k: v for k, v in resources.items() if k != missing})
 

@@ -65,7 +65,11 @@ def statements_of_role(synth: Synthesized, role_id: str) -> list[dict[str, Any]]
 
 
 def test_rule_invokes_the_send_lambda_and_sends_its_errors_to_a_queue(synth: Synthesized) -> None:
-    [rule] = of_type(synth, "AWS::IoT::TopicRule").values()
+    [rule] = [
+        r
+        for r in of_type(synth, "AWS::IoT::TopicRule").values()
+        if r["Metadata"]["aws:cdk:path"].endswith("/Outbound/OutboundRule")
+    ]
     payload = rule["Properties"]["TopicRulePayload"]
     assert payload["Sql"] == (
         "SELECT Type, Id, From, To, Body, MediaUrl, Image, topic(2) AS thing FROM 'sms/+/outbound'"

@@ -19,6 +19,8 @@ THING = "dev-1"
 PHONE = "+15551234567"
 T_IN = b"sms/dev-1/inbound"
 T_OUT = b"sms/dev-1/outbound"
+T_ACK = b"sms/dev-1/ack"
+T_REDELIVER = b"sms/dev-1/redeliver"
 T_SHADOW = b"$aws/things/dev-1/shadow/update"
 T_JOBS = b"$aws/things/dev-1/jobs/notify-next"
 OOZY = "Oozy rat in a sanitary zoo."
@@ -158,14 +160,27 @@ def case_parse_bad() -> None:
 
 
 def case_parse_oversized() -> None:
-    for body in ("x" * 1601, "é" * 1601, "😀" * 1601):
+    for body in ("x" * 1601, "é" * 1601):
         try:
             smscore.parse_inbound(inbound(body=body))
         except smscore.Drop as e:
             assert e.args[0] == "body too long"
         else:
             raise AssertionError(len(body))
-    assert smscore.parse_inbound(inbound(body="😀" * 1600))["Body"] == "😀" * 1600
+    # A payload of exactly MAX_RAW bytes (the most the cloud publishes) is taken whole;
+    # one byte more is dropped undecoded.
+    envelope = len(inbound(body=""))
+    emoji = (smscore.MAX_RAW - envelope) // 4
+    body = "😀" * emoji + "x" * (smscore.MAX_RAW - envelope - 4 * emoji)
+    raw = inbound(body=body)
+    assert len(raw) == smscore.MAX_RAW
+    assert smscore.parse_inbound(raw)["Body"] == body
+    try:
+        smscore.parse_inbound(inbound(body=body + "x"))
+    except smscore.Drop as e:
+        assert e.args[0] == "too big"
+    else:
+        raise AssertionError("one byte over")
     try:
         smscore.parse_inbound(b" " * (smscore.MAX_RAW + 1))
     except smscore.Drop as e:
@@ -328,6 +343,44 @@ def case_other_topics_ignored() -> None:
     rig.broker.deliver(b"other", inbound())
     rig.dev.run(2)
     assert rig.replies() == [] and rig.dev.dropped == 0
+
+
+def case_every_message_taken_is_acked_by_id() -> None:
+    # answered, unanswered (app returns None) and a failing app alike: the device took
+    # them, so each leaves the cloud's mailbox; an undecodable payload has no Id to confirm
+    def handle(m: dict) -> object:
+        if m["Body"] == "boom":
+            raise ValueError("app bug")
+        return None if m["Body"] == "quiet" else "ok"
+
+    rig = Rig(handle).connected()
+    for i, body in (("SMa", "hi"), ("SMb", "quiet"), ("SMc", "boom")):
+        rig.broker.deliver(T_IN, inbound(i, body))
+    rig.broker.deliver(T_IN, b"\xff not utf-8")
+    rig.dev.run(6)
+    acks = [json.loads(str(m, "utf-8")) for m in rig.broker.outbound(T_ACK)]
+    assert acks == [{"Id": "SMa"}, {"Id": "SMb"}, {"Id": "SMc"}], acks
+    assert [r["Id"] for r in rig.replies()] == ["SMa:r0"]
+    order = [p[1] for p in rig.broker.published if p[1] in (T_OUT, T_ACK)]
+    assert order[:2] == [T_OUT, T_ACK]  # the reply goes out before the message is confirmed
+
+
+def case_new_session_asks_for_redelivery_resumed_does_not() -> None:
+    rig = Rig().connected()
+    b = rig.broker
+    assert b.connects[-1][2] == 0  # the first connection has no session
+    assert len(b.outbound(T_REDELIVER)) == 1
+    subscribed = [i for i, p in enumerate(b.published) if p[1] == T_REDELIVER]
+    assert b.sessions[THING]["subs"].get(T_IN) == 1 and subscribed  # asked once subscribed
+    b.fault("ping")  # the link drops; the broker keeps the session
+    rig.clock.advance(rig.dev.keepalive * 1000)
+    rig.dev.run(4)
+    assert b.connects[-1][2] == 1 and len(b.outbound(T_REDELIVER)) == 1  # resumed: no ask
+    del b.sessions[THING]  # the session expires while the board is away
+    b.fault("ping")
+    rig.clock.advance(rig.dev.keepalive * 1000)
+    rig.dev.run(4)
+    assert b.connects[-1][2] == 0 and len(b.outbound(T_REDELIVER)) == 2
 
 
 def case_publish_drop_redelivers_same_id() -> None:

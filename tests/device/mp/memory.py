@@ -60,6 +60,7 @@ class NullClient:
         self.cb = None
         self.raw = None
         self.published = 0
+        self.acks = 0
         self.last = 0
 
     def set_callback(self, f):
@@ -72,6 +73,9 @@ class NullClient:
         pass
 
     def publish(self, topic, msg, retain=False, qos=0):
+        if topic is dev.topic_ack:  # confirmations are counted apart from replies
+            self.acks += 1
+            return
         self.published += 1
         self.last = len(msg)
 
@@ -141,6 +145,24 @@ res["msg160_ascii_step"] = one(m_ascii, True)
 res["msg160_unicode_step"] = one(m_uni, True)
 res["reply_bytes_ascii"] = client.last
 res["bad_input_step"] = one(BAD[0], True)
+# The largest payload the cloud may publish (MAX_RAW bytes): 4-byte characters, as much
+# body as fits, answered by the default app (which reverses it).
+envelope = len(msg(9, ""))
+body_max = "😀" * ((smscore.MAX_RAW - envelope) // 4)
+body_max += "x" * (smscore.MAX_RAW - envelope - len(body_max.encode()))
+m_max = msg(9, body_max)
+assert len(m_max) == smscore.MAX_RAW
+res["msg_max_bytes"] = len(m_max)
+res["msg_max_step"] = one(m_max, True)
+
+
+def silent(m):
+    return None
+
+
+dev.handle = silent  # the firmware's own share: parse and confirm, no answer
+res["msg_max_silent_step"] = one(m_max, True)
+dev.handle = app.handle
 
 raws = [msg(i, ascii160) for i in range(9)] + [BAD[1]]  # one in ten is dropped
 N = 10000
@@ -173,6 +195,7 @@ gc.collect()
 marks.append(gc.mem_alloc())
 res["loop_messages"] = 2 * N
 res["loop_replies"] = client.published - sent0
+res["loop_acks"] = client.acks
 res["loop_dropped"] = dev.dropped
 res["growth_first_10000"] = marks[1] - marks[0]
 res["growth_next_10000"] = marks[2] - marks[1]
