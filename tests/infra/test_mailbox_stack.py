@@ -104,9 +104,8 @@ def test_mailbox_functions_get_exactly_what_they_call(synth: Synthesized) -> Non
         [statement] = publish
         targets = statement["Resource"]
         targets = targets if isinstance(targets, list) else [targets]
-        assert sorted(resolve_join(r).split(":topic/")[1] for r in targets) == [
-            f"sms/{thing}/inbound" for thing in sorted(devices(synth.env))
-        ]
+        # One ARN whatever the fleet's size: the thing level only (acknowledged in cdk-nag).
+        assert [resolve_join(r).split(":topic/")[1] for r in targets] == ["sms/*/inbound"]
 
 
 def test_the_send_lambda_remembers_ids_as_long_as_a_message_can_wait(
