@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CDK := node_modules/.bin/cdk
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help deps mosquitto synth test lint deploy diff demo bench flash monitor ota clean \
+.PHONY: help deps mosquitto synth test lint deploy diff demo bench flash monitor ota redrive clean \
 	device-add device-remove device-rotate
 
 help:  ## List the targets.
@@ -79,6 +79,9 @@ device-rotate: $(VENV)/.installed  ## Rotate a device's certificate, then FINISH
 
 monitor: $(VENV)/.installed  ## Watch the board's console (Ctrl-] quits): make monitor PORT=/dev/ttyUSB0
 	$(PY) -m device.tool monitor --port "$(PORT)"
+
+redrive: $(VENV)/.installed  ## List the dead-letter queues with reasons, redrive what is worth it: make redrive ENV=dev [DRY_RUN=1]
+	$(PY) -m tools.redrive --env $(ENV) $(if $(DRY_RUN),--dry-run)
 
 clean:  ## Remove build output (keeps the venv, node_modules and device keys).
 	rm -rf cdk.out cdk.out.* build .pytest_cache .mypy_cache .ruff_cache

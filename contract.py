@@ -240,30 +240,11 @@ of them (any case, surrounding spaces and end punctuation ignored) is answered b
 recorded in the Contacts table, and never forwarded to a device."""
 
 
-# -- Replays and contacts -----------------------------------------------------------------------
+# -- Replays ------------------------------------------------------------------------------------
 
 DEFAULT_REPLAY_WINDOW_DAYS = 400
 """Twilio's signature has no timestamp: a MessageSid is remembered this long (over a year)
 unless configured otherwise, so a captured request replayed later is not published again."""
-
-CONTACTS_TABLE_VARIABLE = "CONTACTS_TABLE"
-"""The environment variable naming the Contacts table (set on the receive and send Lambdas)."""
-CONTACT_KEY_ATTRIBUTE = "pk"
-LAST_INBOUND_ATTRIBUTE = "last_inbound_at"
-"""Epoch seconds of the last accepted message from the number (opens the reply window)."""
-OPTED_OUT_ATTRIBUTE = "opted_out"
-"""True after STOP until START: the send Lambda never texts the number (Twilio's 21610)."""
-CONTACT_EXPIRY_ATTRIBUTE = "expires_at"
-"""DynamoDB TTL of a contact: `CONTACT_RECORD_DAYS` after its last message, none while
-opted out (an opt-out holds until START)."""
-CONTACT_RECORD_DAYS = 400
-"""How long a contact is remembered after its last message: longer than any reply window
-the send side allows (at most a year), so the window, not the TTL, decides."""
-
-
-def contact_key(thing: str, number: str) -> str:
-    """The Contacts item of `number` texting `thing`: `{thing}#{number}`."""
-    return f"{thing}#{number}"
 
 
 # Worst case of one inbound message, for the settings check (`body_limit` must fit the
@@ -407,6 +388,58 @@ def mailbox_request_sql(prefix: str, request: str) -> str:
     )
 
 
+# -- Contacts and the outbound policy -----------------------------------------------------------
+
+CONTACTS_TABLE_VARIABLE = "CONTACTS_TABLE"
+"""The environment variable naming the Contacts table (set on the receive and send Lambdas)."""
+CONTACT_KEY_ATTRIBUTE = "pk"
+LAST_INBOUND_ATTRIBUTE = "last_inbound_at"
+"""Epoch seconds of the last accepted message from the number (opens the reply window)."""
+OPTED_OUT_ATTRIBUTE = "opted_out"
+"""True after STOP until START: the send Lambda never texts the number (Twilio's 21610)."""
+CONTACT_EXPIRY_ATTRIBUTE = "expires_at"
+"""DynamoDB TTL (epoch seconds) of a Contacts item: a contact `CONTACT_RECORD_DAYS` after
+its last message (none while opted out: an opt-out holds until START), or a send counter (a
+day and an hour after its day)."""
+CONTACT_RECORD_DAYS = 400
+"""How long a contact is remembered after its last message: longer than any reply window
+the send side allows (at most a year), so the window, not the TTL, decides."""
+
+
+def contact_key(thing: str, number: str) -> str:
+    """The Contacts item of `number` texting `thing`: `{thing}#{number}`."""
+    return f"{thing}#{number}"
+
+
+def send_counter_key(thing: str, now: float) -> str:
+    """The Contacts item counting `thing`'s sends on the UTC day of `now` (epoch seconds).
+
+    `#sent#` never occurs in a contact key (a number follows the first `#` there).
+    """
+    return f"{thing}#sent#{datetime.fromtimestamp(now, UTC):%Y%m%d}"
+
+
+SEND_COUNTER_DAY_ATTRIBUTE = "day"
+"""The day's count in a send counter item (beside one `mHHMM` count per minute)."""
+DEFAULT_REPLY_WINDOW_DAYS = 30
+"""A device may text a number that texted it within this many days, unless configured."""
+DEFAULT_SEND_LIMIT_PER_MINUTE = 10
+DEFAULT_SEND_LIMIT_PER_DAY = 200
+"""Per-device send caps unless configured (`send_limit_per_minute`, `send_limit_per_day`)."""
+OUTBOUND_REFUSED_METRIC = "OutboundRefused"
+"""The send Lambda's CloudWatch metric (EMF) of messages the outbound policy refused; the
+stack's RepeatedRefusals alarm watches it."""
+RECIPIENT_OPTED_OUT_METRIC = "RecipientOptedOut"
+"""The send Lambda's metric of replies not sent because the recipient opted out (STOP)."""
+SEND_METRIC_DIMENSIONS = {"service": "send"}
+"""The dimensions of the send Lambda's metrics (its Powertools service)."""
+
+
+def metrics_namespace(environment: str) -> str:
+    """The CloudWatch namespace of an environment's custom metrics (its stack's name)."""
+    return stack_name(environment)
+
+
 # -- Names of deployed things --------------------------------------------------------------------
 
 
@@ -427,6 +460,12 @@ SECONDARY_AUTH_TOKEN_KEY = "secondary_auth_token"  # noqa: S105 (a key name, not
 Both tokens verify webhooks and status callbacks."""
 WEBHOOK_URL_OUTPUT = "WebhookUrl"
 TOPIC_PREFIX_OUTPUT = "TopicPrefix"
+SEND_DEAD_LETTER_QUEUE_OUTPUT = "SendDeadLetterQueueUrl"
+RULE_ERROR_QUEUE_OUTPUT = "RuleErrorQueueUrl"
+REFUSED_QUEUE_OUTPUT = "RefusedQueueUrl"
+SEND_IDEMPOTENCY_TABLE_OUTPUT = "SendIdempotencyTable"
+"""The outputs `make redrive` reads: the three queues it lists and the table of the send
+Lambda's attempt markers."""
 TWILIO_SECRET_NAME_OUTPUT = "TwilioSecretName"  # noqa: S105 (an output name, not a secret)
 DEVICE_COUNT_OUTPUT = "DeviceCount"
 INBOUND_TOPIC_OUTPUT = "InboundTopic"
@@ -481,6 +520,52 @@ RETRIES_EXHAUSTED = "RetriesExhausted"
 """Condition of a record Lambda writes after its retries of an asynchronous event."""
 PERMANENT_TWILIO_ERROR = "PermanentTwilioError"
 """Condition of a record the send Lambda writes when Twilio refuses a message for good."""
+EVENT_AGE_EXCEEDED = "EventAgeExceeded"
+"""Condition of a record Lambda writes when an event outlived its maximum age."""
+OUTBOUND_POLICY_REFUSED = "OutboundPolicyRefused"
+"""Condition of a record the send Lambda puts in the refused queue (`responsePayload` holds
+`reason` and `detail`): never retried."""
+RULE_ERROR_PAYLOAD_FIELD = "base64OriginalPayload"
+"""The field of a topic rule's error-action record holding the device's payload."""
+SEND_EVENT_MAX_AGE_SECONDS = 6 * 3600
+"""How long Lambda keeps retrying a send event: a dead-lettered event's first attempt is at
+most this much older than its record."""
+DEFAULT_SEND_IDEMPOTENCY_SECONDS = 24 * 3600
+"""How long the send Lambda remembers a message unless configured (the stack makes it as
+long as the mailbox keeps a message): longer than the event's maximum age, so every retry
+of an event finds it; a redrive after that relies on the attempt marker."""
+
+
+def message_key(thing: str, message_id: str) -> str:
+    """The send Lambda's idempotency key of a device's message: unique per device and `Id`,
+    so two devices reusing an Id never collide (thing names have no `#`)."""
+    return f"{thing}#{message_id}"
+
+
+def attempt_marker_id(idempotency_key: str) -> str:
+    """Key of the send Lambda's marker saying "a request for this message may have reached
+    Twilio" (`idempotency_key` is `{thing}#{Id}`).
+
+    It lives in the idempotency table beside Powertools' records (whose keys start with the
+    function's name), so it needs no table, permission or TTL setting of its own.
+    """
+    return f"attempt#{idempotency_key}"
+
+
+def attempt_marker_item(
+    idempotency_key: str, *, first_attempt: float, expires_at: int
+) -> dict[str, Any]:
+    """The attempt marker as a DynamoDB item: when the first attempt started and when the
+    marker expires (`expiration`, DynamoDB's TTL, as Powertools' records), epoch seconds."""
+    return {
+        "id": {"S": attempt_marker_id(idempotency_key)},
+        "first_attempt": {"N": f"{first_attempt:.3f}"},
+        "expiration": {"N": str(expires_at)},
+    }
+
+
+ATTEMPT_MARKER_ABSENT_OR_EXPIRED = "attribute_not_exists(id) OR expiration < :now"
+"""The condition that writes a marker only where no live one exists (`:now`, epoch seconds)."""
 
 
 def dead_letter_record(

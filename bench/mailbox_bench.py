@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from bench.system_bench import end_to_end, percentile  # noqa: E402
-from loop.local_loop import LocalLoop  # noqa: E402
+from loop.local_loop import LOAD_CAPS, LocalLoop  # noqa: E402
 
 THING = "dev-reverser"
 
@@ -34,7 +34,7 @@ def redelivery(pending: int) -> tuple[float, float]:
     """Seconds from boot to the last message taken, and to the last reply accepted."""
     with (
         tempfile.TemporaryDirectory(prefix="bench-mailbox-") as work,
-        LocalLoop(Path(work)) as loop,
+        LocalLoop(Path(work), settings=LOAD_CAPS) as loop,
     ):
         batch = uuid.uuid4().hex[:6]
         bodies = {f"pending {batch} {n:03d}" for n in range(pending)}

@@ -30,7 +30,9 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "lambdas")]  # as pytest's pythonpath
@@ -124,9 +126,33 @@ def cold_imports(bundle: Path, runs: int) -> list[float]:
     return times
 
 
+def load_policy() -> Any:
+    """The default outbound policy with caps high enough for a benchmark's burst: the same
+    reads and writes per message as the defaults."""
+    from send_lambda.outbound_policy import OutboundPolicy
+
+    return OutboundPolicy(per_minute=1000, per_day=100_000)
+
+
+def dynamodb_calls_per_send(prism: PrismServer, sends: int = 20) -> Counter[str]:
+    """DynamoDB operations one sent message costs, averaged over `sends` warm sends."""
+    calls: Counter[str] = Counter()
+    with scenarios.aws_stand_ins() as aws:
+        runtime = scenarios.build_runtime(aws, prism.url, timeout=6.0, policy=load_policy())
+        runtime.handle(scenarios.event("warm-up"), scenarios.FakeContext())
+        aws.dynamodb.meta.events.register(
+            "before-call.dynamodb.*",
+            lambda model, **_: calls.update([model.name]),
+        )
+        for i in range(sends):
+            result = runtime.handle(scenarios.event(f"count-{i}"), scenarios.FakeContext())
+            assert result["outcome"] == "sent", result
+    return Counter({name: count // sends for name, count in calls.items()})
+
+
 def warm_sends(prism: PrismServer, sends: int) -> tuple[list[float], list[float]]:
     with scenarios.aws_stand_ins() as aws:
-        runtime = scenarios.build_runtime(aws, prism.url, timeout=6.0)
+        runtime = scenarios.build_runtime(aws, prism.url, timeout=6.0, policy=load_policy())
         runtime.handle(scenarios.event("warm-up"), scenarios.FakeContext())
         lambda_times = []
         for i in range(sends):
@@ -207,8 +233,13 @@ def main() -> None:
         ratio = statistics.median(lambda_times) / statistics.median(bare)
         print(
             f"ratio Lambda/bare (p50): {ratio:.1f}x "
-            "(idempotency records + attempt marker + secret cache)"
+            "(idempotency records, attempt marker, outbound policy, secret cache)"
         )
+
+        calls = dynamodb_calls_per_send(prism)
+        print("\nDynamoDB calls per sent message (warm, no fault)")
+        for name, count in sorted(calls.items()):
+            print(f"{name:<12}{count:>4}")
 
         print("\nFault table (Lambda async invoke simulated: 1 + 2 retries, then the DLQ)")
         rows = fault_table(prism)

@@ -41,10 +41,13 @@ def percentile(samples: list[float], fraction: float) -> float:
 
 def end_to_end(messages: int) -> list[float]:
     """Seconds from webhook POST to the reply reaching the mock Twilio, one text at a time."""
-    from loop.local_loop import LocalLoop
+    from loop.local_loop import LOAD_CAPS, LocalLoop
 
     latencies = []
-    with tempfile.TemporaryDirectory(prefix="bench-loop-") as work, LocalLoop(Path(work)) as loop:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-loop-") as work,
+        LocalLoop(Path(work), settings=LOAD_CAPS) as loop,
+    ):
         for warm_up in range(5):
             loop.text(f"warm-up {warm_up}")
         loop.wait_for(lambda: len(loop.twilio.sent_messages()) >= 5)

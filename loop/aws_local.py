@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import threading
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
@@ -26,11 +27,39 @@ API_ID = "local0api"  # the REST API's id in URLs built from the template
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 
 
+_WRITE_LOCK = threading.RLock()
+_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
+
+
+def atomic_dynamodb_writes() -> None:
+    """Makes moto's DynamoDB apply each write atomically, as DynamoDB does.
+
+    DynamoDB evaluates a write's condition and applies it as one step, so concurrent
+    conditional writes (the send caps' counters) never both pass; moto reads, checks and
+    writes without a lock. Wrapping its writes in one lock restores the guarantee. Safe to
+    call more than once.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    for name in _WRITES:
+        original = getattr(DynamoDBBackend, name)
+        if getattr(original, "atomic", False):
+            continue
+
+        def atomic(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with _WRITE_LOCK:
+                return _original(self, *args, **kwargs)
+
+        atomic.atomic = True  # type: ignore[attr-defined]
+        setattr(DynamoDBBackend, name, atomic)
+
+
 class MotoServer:
     """moto in server mode on 127.0.0.1 (Secrets Manager, DynamoDB, SQS...)."""
 
     def __init__(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs each call
+        atomic_dynamodb_writes()
         self.port = free_port()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()

@@ -8,12 +8,14 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import contract
+
 
 def rule_error_record(rule_name: str, topic: str, payload: bytes, reason: str) -> dict[str, Any]:
     """The IoT rule's error-action record: the message it could not hand to its Lambda."""
     return {
         "ruleName": rule_name,
         "topic": topic,
-        "base64OriginalPayload": base64.b64encode(payload).decode(),
+        contract.RULE_ERROR_PAYLOAD_FIELD: base64.b64encode(payload).decode(),
         "failures": [{"failedAction": "LambdaAction", "errorMessage": reason}],
     }

@@ -54,8 +54,12 @@ from loop.twilio_loopback import TEST_ACCOUNT_SID
 from loop.twilio_proxy import TwilioProxy
 from loop.twilio_webhook import SENDER_PHONE, TwilioWebhook
 from loop.webhook_server import WebhookEndpoint
-from stacks.device_files import load_settings
+from stacks.device_files import DEVICES_ROOT, load_settings
 from stacks.settings import EnvironmentSettings
+
+LOAD_CAPS = {"send_limit_per_minute": 1000, "send_limit_per_day": 100_000}
+"""Send caps for a loop that answers hundreds of texts a minute (load tests, benchmarks):
+the defaults (10 a minute, 200 a day per device) would refuse most of the replies."""
 
 OTA_BUCKET = "local-ota"
 """The update bucket of the local IoT Jobs model."""
@@ -74,19 +78,20 @@ class LocalLoop:
         receive_concurrency: int = 4,
         send_concurrency: int = 4,
         twilio_proxy: Callable[[str], TwilioProxy] = TwilioProxy,
+        settings: Mapping[str, Any] | None = None,
+        devices_dir: Path | None = None,
         mailbox_environment: Mapping[str, str] | None = None,
-        context: Mapping[str, Any] | None = None,
         throttle: bool = False,
     ) -> None:
-        """`mailbox_environment`: variables set on the mailbox Lambdas over the template's
-        (a test shortens `MAILBOX_RETENTION_SECONDS`); `context`: cdk context over cdk.json's
-        (e.g. a changed `environments`); `throttle`: apply the stage's throttle (429 beyond
-        its burst and rate), off by default so load tests measure the pipeline rather than
-        the stage limit."""
+        """`settings`: changes to the environment's `cdk.json` settings (a load test's caps);
+        `devices_dir`: another fleet than the committed `devices/` (a test's);
+        `mailbox_environment`: variables set on the mailbox Lambdas over the template's
+        (a test shortens `MAILBOX_RETENTION_SECONDS`); `throttle`: apply the stage's
+        throttle (429 beyond its burst and rate), off by default so load tests measure the
+        pipeline rather than the stage limit."""
         self.workdir = workdir
         self._twilio_proxy = twilio_proxy
         self._mailbox_environment = mailbox_environment
-        self.context = dict(context or {})
         self.throttle = throttle
         self.trace = Trace(echo=echo)
         self.received: dict[str, list[dict[str, Any]]] = {}
@@ -95,19 +100,39 @@ class LocalLoop:
         """Every IoT data Publish the receive Lambda made."""
         self._closers: list[Callable[[], None]] = []
         try:
-            self._start(env, retry_delay_s, receive_concurrency, send_concurrency)
+            self._start(
+                env,
+                retry_delay_s,
+                receive_concurrency,
+                send_concurrency,
+                settings or {},
+                devices_dir,
+            )
         except BaseException:
             self.close()
             raise
 
     # -- start and stop ------------------------------------------------------------------
 
-    def _start(self, env: str, retry_delay_s: float, receive_n: int, send_n: int) -> None:
+    def _start(
+        self,
+        env: str,
+        retry_delay_s: float,
+        receive_n: int,
+        send_n: int,
+        overrides: Mapping[str, Any],
+        devices_dir: Path | None,
+    ) -> None:
         workdir = self.workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        environments = {**cdk_context(), **self.context}["environments"]
-        self.settings: EnvironmentSettings = load_settings(env, environments)
-        self.template = synthesized_template(env, workdir / "cdk.out", self.context)
+        environments = cdk_context()["environments"]
+        environments[env] = {**environments[env], **overrides}
+        self.settings: EnvironmentSettings = load_settings(
+            env, environments, devices_dir or DEVICES_ROOT
+        )
+        self.template = synthesized_template(
+            env, workdir / "cdk.out", environments=environments, devices_dir=devices_dir
+        )
         resources = self.template["Resources"]
 
         self.moto = MotoServer()
@@ -249,6 +274,12 @@ class LocalLoop:
         self.iot_jobs = LocalIotJobs(self.cloud, things=self.settings.devices, bucket=OTA_BUCKET)
         self._closers.append(self.iot_jobs.close)
 
+        self.refused_queue_id = find_by_path(
+            self.template, "AWS::SQS::Queue", "OutboundPolicy/RefusedQueue/Resource"
+        )
+        self.contacts_table = find_by_path(
+            self.template, "AWS::DynamoDB::Table", "Contacts/Table/Resource"
+        )
         self.receive.warm_up()
         self.send.warm_up()
 
@@ -389,6 +420,34 @@ class LocalLoop:
     def dead_letters(self) -> list[dict[str, Any]]:
         """Messages in the send Lambda's dead-letter queue (read without deleting)."""
         return self.aws.queue_messages(self.dead_letter_queue_id)
+
+    def refused(self) -> list[dict[str, Any]]:
+        """Messages the outbound policy refused (read without deleting)."""
+        return self.aws.queue_messages(self.refused_queue_id)
+
+    def remember_contact(
+        self,
+        number: str = SENDER_PHONE,
+        *,
+        thing: str | None = None,
+        at: float | None = None,
+        opted_out: bool = False,
+    ) -> None:
+        """Writes the Contacts item the receive Lambda keeps for `number` texting `thing`
+        (default: the first device): it texted at `at` (default now), opted out or not.
+
+        The receive Lambda writes it for every text the loop delivers; this seeds a contact
+        no text made (another device's number, an old text, an opt-out) for policy tests."""
+        thing = thing or next(iter(self.settings.devices))
+        moment = time.time() if at is None else at
+        self.moto.client("dynamodb").put_item(
+            TableName=self.aws.refs[self.contacts_table],
+            Item={
+                contract.CONTACT_KEY_ATTRIBUTE: {"S": contract.contact_key(thing, number)},
+                contract.LAST_INBOUND_ATTRIBUTE: {"N": str(int(moment))},
+                contract.OPTED_OUT_ATTRIBUTE: {"BOOL": opted_out},
+            },
+        )
 
     def rule_errors(self) -> list[dict[str, Any]]:
         """Messages the rule could not deliver (its error action's queue)."""

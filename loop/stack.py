@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,21 +44,30 @@ def synthesize(env: str, outdir: Path, **extra_context: Any) -> tuple[Any, Path]
 
 
 def synthesized_template(
-    env: str, outdir: Path, context: dict[str, Any] | None = None
+    env: str,
+    outdir: Path,
+    *,
+    environments: Mapping[str, Any] | None = None,
+    devices_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """The template of `env` as a dict, synthesized in a child process (`context`: extra
-    context over cdk.json's, e.g. a changed `environments`).
+    """The template of `env` as a dict, synthesized in a child process; `environments`
+    replaces `cdk.json`'s (a test's settings), `devices_dir` the committed `devices/`.
 
     A child process, so that jsii's Node kernel lives only as long as the synthesis: the
     local loop runs for long and is stopped with Ctrl-C, which would otherwise reach that
     kernel too and make its exit noisy.
     """
+    context: dict[str, Any] = {}
+    if environments is not None:
+        context["environments"] = environments
+    if devices_dir is not None:
+        context["devices_dir"] = str(devices_dir)
     script = (
         "import json, sys; from pathlib import Path; from loop.stack import synthesize; "
         "print(synthesize(sys.argv[1], Path(sys.argv[2]), **json.loads(sys.argv[3]))[1])"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script, env, str(outdir), json.dumps(context or {})],
+        [sys.executable, "-c", script, env, str(outdir), json.dumps(context)],
         cwd=ROOT,
         capture_output=True,
         text=True,

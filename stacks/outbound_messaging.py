@@ -47,6 +47,7 @@ class OutboundMessaging(Construct):
         log_retention: aws_logs.RetentionDays,
         removal_policy: RemovalPolicy,
         status_callback_url: str | None = None,
+        reserved_concurrency: int | None = None,
         idempotency_seconds: int | None = None,
     ) -> None:
         """`idempotency_seconds`: how long a sent thing + Id is remembered (the send
@@ -100,6 +101,8 @@ class OutboundMessaging(Construct):
             # A reconciling retry makes two Twilio calls (list, then create), each bounded by
             # the client's timeout for connect and again for read (sender.py): 4 x 6 s < 30 s.
             timeout=LAMBDA_TIMEOUT,
+            # Bounds what a flood of device messages can cost at once (Twilio, DynamoDB).
+            reserved_concurrency=reserved_concurrency,
         )
         self.function = self.send.function
         self.dead_letter_queue.grant_send_messages(self.function)
@@ -108,7 +111,7 @@ class OutboundMessaging(Construct):
             "AsyncRetries",
             function=self.function,
             retry_attempts=RETRY_ATTEMPTS,
-            max_event_age=Duration.hours(6),
+            max_event_age=Duration.seconds(contract.SEND_EVENT_MAX_AGE_SECONDS),
             on_failure=aws_lambda_destinations.SqsDestination(self.dead_letter_queue),
         )
 

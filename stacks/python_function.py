@@ -177,6 +177,7 @@ class BundledPythonFunction(Construct):
         removal_policy: RemovalPolicy,
         timeout: Duration = DEFAULT_TIMEOUT,
         memory_size: int = 256,
+        reserved_concurrency: int | None = None,
         entry_point: str = "lambda_handler",
     ) -> None:
         super().__init__(scope, construct_id)
@@ -214,6 +215,7 @@ class BundledPythonFunction(Construct):
             environment=environment,
             timeout=timeout,
             memory_size=memory_size,
+            reserved_concurrent_executions=reserved_concurrency,
             log_group=self.log_group,
             logging_format=aws_lambda.LoggingFormat.JSON,
             tracing=aws_lambda.Tracing.DISABLED,

@@ -7,7 +7,8 @@ message that names the environment and the key instead of a half-working deploym
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,11 +71,7 @@ def parse_inbound_safety(
             "part of the receive Lambda's environment (4 KB in all)"
         )
     replay = raw.get("replay_window_days", contract.DEFAULT_REPLAY_WINDOW_DAYS)
-    if (
-        not isinstance(replay, int)
-        or isinstance(replay, bool)
-        or not 1 <= replay <= MAX_REPLAY_WINDOW_DAYS
-    ):
+    if not _is_int(replay) or not 1 <= replay <= MAX_REPLAY_WINDOW_DAYS:
         raise fail(f"'replay_window_days' must be an integer from 1 to {MAX_REPLAY_WINDOW_DAYS}")
     default_rate, default_burst = default_throttle(len(devices))
     rate = raw.get("throttle_rate_limit", default_rate)
@@ -83,8 +80,7 @@ def parse_inbound_safety(
         not isinstance(rate, (int, float))
         or isinstance(rate, bool)
         or not 1 <= rate <= MAX_THROTTLE_RATE
-        or not isinstance(burst, int)
-        or isinstance(burst, bool)
+        or not _is_int(burst)
         or not 1 <= burst <= MAX_THROTTLE_BURST
     ):
         raise fail(
@@ -111,6 +107,9 @@ LOG_RETENTION_DAYS = frozenset(
 )
 
 
+DEFAULT_SEND_RESERVED_CONCURRENCY = 5
+
+
 class SettingsError(ValueError):
     """A setting in `cdk.json` context is missing or invalid."""
 
@@ -131,7 +130,7 @@ class EnvironmentSettings:
     extra_fields: tuple[str, ...] = ()
     """Webhook parameters forwarded to the device besides the contract's fields."""
     destination_allow_list: tuple[str, ...] = ()
-    """If not empty, the only numbers a device may text."""
+    """Numbers every device may text besides those that texted it (see reply_window_days)."""
     status_callback: bool = False
     configure_twilio_number: bool = False
     """Point each bound number's SmsUrl at the webhook on deploy (custom resource)."""
@@ -147,6 +146,19 @@ class EnvironmentSettings:
     """How long a MessageSid is remembered, so a replayed webhook is not published again."""
     retain_data: bool = False
     """Keep tables, queues and logs when the stack is deleted (set for prod)."""
+    # -- Outbound policy: whom a device may text, and how much (safe by default). --------
+    reply_window_days: int = contract.DEFAULT_REPLY_WINDOW_DAYS
+    """A device may text a number that texted it within this many days (0: allow-lists only)."""
+    destination_allow_list_by_device: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Per device, numbers it may text besides those that texted it."""
+    destination_prefixes: tuple[str, ...] = ()
+    """If not empty, every destination must start with one of these (`+1`, `+44`...)."""
+    send_limit_per_minute: int = contract.DEFAULT_SEND_LIMIT_PER_MINUTE
+    send_limit_per_day: int = contract.DEFAULT_SEND_LIMIT_PER_DAY
+    """Per device: sends beyond a cap are refused (dead-lettered with the reason)."""
+    send_reserved_concurrency: int | None = DEFAULT_SEND_RESERVED_CONCURRENCY
+    """The send Lambda's reserved concurrency (None, `false` in cdk.json: none, for accounts
+    whose concurrency quota is still 10, where Lambda refuses any reservation)."""
     device_shards: int = 32
     """Nested stacks the devices are spread over (by a hash of the thing name). Never change
     it once deployed: every device would move to another stack and be replaced."""
@@ -246,6 +258,7 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentSettings:
     if not isinstance(alarm_age, int) or alarm_age < 5:
         raise fail("'mailbox_alarm_age_minutes' must be an integer of at least 5")
 
+    policy = parse_outbound_policy(raw, devices, fail)
     return EnvironmentSettings(
         name=name,
         region=raw["region"],
@@ -262,8 +275,71 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentSettings:
         alarm_email=raw.get("alarm_email"),
         retain_data=raw.get("retain_data", False),
         **inbound_safety,
+        **policy,
         device_shards=shards,
         mailbox_retention_days=mailbox_retention,
         mailbox_expiry_action=expiry_action,
         mailbox_alarm_age_minutes=alarm_age,
     )
+
+
+# -- Outbound policy settings ----------------------------------------------------------------
+MAX_REPLY_WINDOW_DAYS = 365
+MAX_PER_MINUTE = 1000
+MAX_PER_DAY = 100_000
+MAX_RESERVED_CONCURRENCY = 1000
+# A calling-code prefix: + and 1 to 15 digits, no leading zero (E.164's first digit).
+PREFIX = re.compile(r"^\+[1-9][0-9]{0,14}$")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_outbound_policy(
+    raw: Mapping[str, Any], devices: Mapping[str, str], fail: Callable[[str], SettingsError]
+) -> dict[str, Any]:
+    """The outbound policy's settings of one environment, validated (keyword arguments of
+    EnvironmentSettings)."""
+    window = raw.get("reply_window_days", contract.DEFAULT_REPLY_WINDOW_DAYS)
+    if not _is_int(window) or not 0 <= window <= MAX_REPLY_WINDOW_DAYS:
+        raise fail(f"'reply_window_days' must be an integer from 0 to {MAX_REPLY_WINDOW_DAYS}")
+    by_device = raw.get("destination_allow_list_by_device", {})
+    if not isinstance(by_device, Mapping):
+        raise fail("'destination_allow_list_by_device' must map thing names to lists of numbers")
+    for thing, numbers in by_device.items():
+        # The devices come from devices/{env}/devices.json: checked once they are given.
+        if "devices" in raw and thing not in devices:
+            raise fail(f"'destination_allow_list_by_device' names {thing!r}, not a device")
+        if not isinstance(numbers, list) or not all(contract.is_e164(n) for n in numbers):
+            raise fail(f"'destination_allow_list_by_device.{thing}' must hold E.164 numbers")
+    prefixes = raw.get("destination_prefixes", [])
+    if not isinstance(prefixes, list) or not all(
+        isinstance(p, str) and PREFIX.match(p) for p in prefixes
+    ):
+        raise fail('\'destination_prefixes\' must hold prefixes like "+1" or "+44"')
+    per_minute = raw.get("send_limit_per_minute", contract.DEFAULT_SEND_LIMIT_PER_MINUTE)
+    per_day = raw.get("send_limit_per_day", contract.DEFAULT_SEND_LIMIT_PER_DAY)
+    if not _is_int(per_minute) or not 1 <= per_minute <= MAX_PER_MINUTE:
+        raise fail(f"'send_limit_per_minute' must be an integer from 1 to {MAX_PER_MINUTE}")
+    if not _is_int(per_day) or not per_minute <= per_day <= MAX_PER_DAY:
+        raise fail(
+            f"'send_limit_per_day' must be an integer from send_limit_per_minute to {MAX_PER_DAY}"
+        )
+    # `false`, not null, switches it off: CDK drops null values from context.
+    reserved = raw.get("send_reserved_concurrency", DEFAULT_SEND_RESERVED_CONCURRENCY)
+    if reserved is not False and (
+        not _is_int(reserved) or not 1 <= reserved <= MAX_RESERVED_CONCURRENCY
+    ):
+        raise fail(
+            f"'send_reserved_concurrency' must be false or an integer from 1 to "
+            f"{MAX_RESERVED_CONCURRENCY}"
+        )
+    return {
+        "reply_window_days": window,
+        "destination_allow_list_by_device": {t: tuple(n) for t, n in by_device.items()},
+        "destination_prefixes": tuple(prefixes),
+        "send_limit_per_minute": per_minute,
+        "send_limit_per_day": per_day,
+        "send_reserved_concurrency": None if reserved is False else reserved,
+    }

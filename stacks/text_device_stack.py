@@ -18,6 +18,7 @@ from constructs import Construct
 
 import contract
 from contract import inbound_topic, outbound_topic
+from stacks.contacts import Contacts
 from stacks.device_bindings import DeviceBindings
 from stacks.device_fleet import DeviceFleet
 from stacks.device_shard import NumberWebhookSettings
@@ -26,6 +27,7 @@ from stacks.monitoring import Monitoring
 from stacks.nag import acknowledge
 from stacks.ota_updates import OtaUpdates
 from stacks.outbound_messaging import OutboundMessaging
+from stacks.outbound_policy import OutboundPolicy
 from stacks.settings import EnvironmentSettings
 from stacks.status_callback import StatusCallback
 from stacks.twilio_number import TwilioNumberWebhook
@@ -127,6 +129,7 @@ class TextDeviceStack(Stack):
             log_retention=retention,
             removal_policy=removal,
             status_callback_url=self.status_callback.url if self.status_callback else None,
+            reserved_concurrency=settings.send_reserved_concurrency,
             # A redelivered message brings its reply Id back as long as it can wait (days:
             # longer than the send Lambda's own default and an async event's 6 h).
             idempotency_seconds=contract.mailbox_lifetime_seconds(settings.mailbox_retention_days),
@@ -196,6 +199,28 @@ class TextDeviceStack(Stack):
         for mailbox_alarm in (self.mailbox.age_alarm, self.mailbox.expired_alarm):
             mailbox_alarm.add_alarm_action(aws_cloudwatch_actions.SnsAction(self.monitoring.topic))
 
+        # Whom a device may text, and how much: the reply window and opt-outs come from the
+        # Contacts table, which the receive Lambda writes.
+        self.contacts = Contacts(self, "Contacts", removal_policy=removal)
+        self.outbound_policy = OutboundPolicy(
+            self,
+            "OutboundPolicy",
+            function=self.outbound.function,
+            contacts_table=self.contacts.table,
+            reply_window_days=settings.reply_window_days,
+            allow_list_by_device=settings.destination_allow_list_by_device,
+            prefixes=settings.destination_prefixes,
+            limit_per_minute=settings.send_limit_per_minute,
+            limit_per_day=settings.send_limit_per_day,
+            metrics_namespace=contract.metrics_namespace(settings.name),
+            alarm_topic=self.monitoring.topic,
+            removal_policy=removal,
+        )
+        self.webhook.function.add_environment(
+            contract.CONTACTS_TABLE_VARIABLE, self.contacts.table.table_name
+        )
+        self.contacts.table.grant(self.webhook.function, "dynamodb:UpdateItem")
+
         # Grants: each function gets exactly what its code calls.
         receive = self.webhook.function
         self.twilio_secret.secret.grant_read(receive)
@@ -254,6 +279,15 @@ class TextDeviceStack(Stack):
         )
         CfnOutput(self, contract.DEVICE_POLICY_NAME_OUTPUT, value=self.fleet.policy.ref)
         CfnOutput(self, contract.BINDINGS_TABLE_OUTPUT, value=self.bindings.table.table_name)
+        # What `make redrive` reads and writes.
+        outputs = {
+            contract.SEND_DEAD_LETTER_QUEUE_OUTPUT: self.outbound.dead_letter_queue.queue_url,
+            contract.RULE_ERROR_QUEUE_OUTPUT: self.outbound.rule_error_queue.queue_url,
+            contract.REFUSED_QUEUE_OUTPUT: self.outbound_policy.refused_queue.queue_url,
+            contract.SEND_IDEMPOTENCY_TABLE_OUTPUT: self.outbound.idempotency_table.table_name,
+        }
+        for name, value in outputs.items():
+            CfnOutput(self, name, value=value)
         CfnOutput(self, contract.TOPIC_PREFIX_OUTPUT, value=prefix)
         CfnOutput(self, contract.OTA_BUCKET_OUTPUT, value=self.ota.bucket.bucket_name)
         CfnOutput(self, contract.OTA_STREAM_ROLE_OUTPUT, value=self.ota.stream_role.role_arn)

@@ -10,7 +10,7 @@ from twilio.http import HttpClient
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from lambda_shared.twilio_credentials import TwilioCredentials, read_twilio_credentials
+from lambda_shared.twilio_credentials import read_twilio_credentials
 
 HttpClientFactory = Callable[[float], HttpClient]
 """Makes the transport of a Twilio client, given its timeout in seconds."""
@@ -48,17 +48,31 @@ class TwilioClients:
         self._secret_name = secret_name
         self._timeout = timeout
         self._http_client_factory = http_client_factory
-        self._cached: tuple[TwilioCredentials, Client] | None = None
+        self._cached: tuple[tuple[str, str], Client] | None = None
 
     def client(self) -> Client:
         """The client for the current credentials (raises MissingCredentials while unset)."""
         credentials = read_twilio_credentials(self._secret_name)
-        if self._cached is None or self._cached[0] != credentials:
+        return self._client_for(credentials.account_sid, credentials.auth_token)
+
+    def client_after_unauthorized(self, rejected: Client) -> Client | None:
+        """After Twilio answered 401 to `rejected`: a client with other credentials, from a
+        fresh read of the secret (the cache bypassed): the new primary token, else the
+        rotation's secondary one; None when the secret holds nothing else to try.
+
+        Between Twilio promoting a new token and this container's cache expiring, the cached
+        token fails; the fresh read (or the secondary token) saves the request.
+        """
+        credentials = read_twilio_credentials(self._secret_name, force=True)
+        failed = (str(rejected.username), str(rejected.password))
+        for token in credentials.auth_tokens:
+            if (credentials.account_sid, token) != failed:
+                return self._client_for(credentials.account_sid, token)
+        return None
+
+    def _client_for(self, account_sid: str, auth_token: str) -> Client:
+        if self._cached is None or self._cached[0] != (account_sid, auth_token):
             factory = self._http_client_factory or _transport
-            client = Client(
-                credentials.account_sid,
-                credentials.auth_token,
-                http_client=factory(self._timeout),
-            )
-            self._cached = (credentials, client)
+            client = Client(account_sid, auth_token, http_client=factory(self._timeout))
+            self._cached = ((account_sid, auth_token), client)
         return self._cached[1]

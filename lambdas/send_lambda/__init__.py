@@ -1,7 +1,8 @@
 """The send Lambda: a device's outbound message (through the IoT topic rule) -> Twilio.
 
-`handler` (entry point) -> `outbound` (pure rules) -> `sender` (Twilio, DynamoDB, SQS);
-`config` reads the environment.
+`handler` (entry point) -> `outbound` and `outbound_policy` (pure rules) -> `sender`
+(Twilio, DynamoDB, SQS) and `contacts_store` (the Contacts table); `config` reads the
+environment.
 """
 
 SERVICE = "send"

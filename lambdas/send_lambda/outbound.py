@@ -36,7 +36,6 @@ class Reason(StrEnum):
     WRONG_TYPE = "wrong-type"
     INVALID_ID = "invalid-id"
     INVALID_TO = "invalid-to"
-    TO_NOT_ALLOWED = "to-not-allowed"
     FROM_NOT_ALLOWED = "from-not-allowed"
     INVALID_BODY = "invalid-body"
     BODY_TOO_LONG = "body-too-long"
@@ -87,13 +86,13 @@ class OutboundMessage:
 
     @property
     def idempotency_key(self) -> str:
-        """Unique per device and message: two devices reusing an Id never collide."""
-        return f"{self.thing}#{self.id}"
+        """Unique per device and message (contract.message_key)."""
+        return contract.message_key(self.thing, self.id)
 
     @property
     def attempt_marker_id(self) -> str:
-        """Key of the "attempted" marker in the idempotency table (see attempt_marker_id())."""
-        return attempt_marker_id(self.idempotency_key)
+        """Key of the "attempted" marker in the idempotency table (contract.attempt_marker_id)."""
+        return contract.attempt_marker_id(self.idempotency_key)
 
     def as_record(self) -> dict[str, Any]:
         """The fields that define this message (what a retried delivery must repeat)."""
@@ -104,15 +103,6 @@ class OutboundMessage:
             "body": self.body,
             "media": list(self.media_urls),
         }
-
-
-def attempt_marker_id(idempotency_key: str) -> str:
-    """Key of the marker saying "a request for this message may have reached Twilio".
-
-    It lives in the idempotency table beside Powertools' records (whose keys start with the
-    function's name), so it needs no table, permission or TTL setting of its own.
-    """
-    return f"attempt#{idempotency_key}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,8 +204,6 @@ def parse_message(
     to = event.get("To")
     if not isinstance(to, str) or not contract.is_e164(to):
         raise Rejected(Reason.INVALID_TO, "To must be an E.164 number (+ and 7-15 digits)")
-    if config.destination_allow_list and to not in config.destination_allow_list:
-        raise Rejected(Reason.TO_NOT_ALLOWED, "To is not in this environment's allow-list")
     claimed_from = event.get("From")
     if claimed_from is not None and claimed_from != sender:
         raise Rejected(Reason.FROM_NOT_ALLOWED, "From is set by the cloud, not the device")

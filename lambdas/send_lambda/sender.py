@@ -11,6 +11,12 @@ cached by Powertools, the Twilio client kept as long as the credentials do not c
   dead-letter queue by this code, and the invocation succeeds so Lambda does not retry;
 - the same device message (thing + Id) delivered again: at most one SMS (DynamoDB record
   of Twilio's message SID);
+- the outbound policy refuses it (outbound_policy.py: not a recent contact, a fleet number,
+  a cap...): put in the refused queue with its reason, counted in the `OutboundRefused`
+  metric, never retried; an opted-out recipient (or Twilio's 21610) is an expected
+  outcome: logged at INFO, counted in `RecipientOptedOut`, nothing queued;
+- Twilio answers 401: the secret is read again (bypassing the cache) and the send is
+  retried once, with the new token or the rotation's secondary one;
 - a retry after an ambiguous failure (timeout, connection reset, 5xx: Twilio may have
   accepted the request) sends nothing if Twilio already has the message (see _send).
 
@@ -30,6 +36,7 @@ from typing import Any
 
 import requests
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
@@ -42,10 +49,11 @@ from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.rest import Client
 
 import contract
-from lambda_shared.bindings import NumbersByThing
+from lambda_shared.bindings import NumbersByThing, ThingsByNumber
 from lambda_shared.twilio_rest import HttpClientFactory, TwilioClients
 from send_lambda import SERVICE
 from send_lambda.config import SendConfig
+from send_lambda.contacts_store import ContactsStore
 from send_lambda.outbound import (
     Failure,
     ListedMessage,
@@ -53,16 +61,19 @@ from send_lambda.outbound import (
     OutboundMessage,
     Reason,
     Rejected,
-    attempt_marker_id,
     classify_status,
     find_earlier_send,
     parse_message,
     twilio_refused,
 )
+from send_lambda.outbound_policy import FleetLookup, Refusal, Refused
 
 # Connect + read of two calls stay within the Lambda timeout (30 s): a hung Twilio becomes
 # a retried invocation, not a Lambda timeout.
 TWILIO_TIMEOUT = 6.0
+# Twilio's "the recipient opted out" (STOP): expected, not an error.
+TWILIO_OPTED_OUT = 21610
+UNAUTHORIZED = 401
 # Messages between one number and one recipient that reconciliation reads (one page,
 # newest first): the device would have to text that person more often within the few
 # minutes of Lambda's retries for ours to fall off it.
@@ -99,16 +110,21 @@ class SendRuntime:
         *,
         config: SendConfig,
         numbers_by_thing: NumberLookup,
+        is_fleet_number: FleetLookup,
         dynamodb_client: Any,
         sqs_client: Any,
         http_client_factory: HttpClientFactory | None = None,
         twilio_timeout: float = TWILIO_TIMEOUT,
         clock: Clock = utc_now,
     ) -> None:
-        """`http_client_factory`: Twilio's transport (None: the container's, see
+        """`numbers_by_thing`: the number each thing sends from; `is_fleet_number`: whether a
+        number is bound to a device of the fleet (both read from the bindings table in
+        Lambda); `http_client_factory`: Twilio's transport (None: the container's, see
         `lambda_shared.twilio_rest.use_transport`)."""
         self.config = config
         self._numbers_by_thing = numbers_by_thing
+        self._is_fleet_number = is_fleet_number
+        self._contacts = ContactsStore(dynamodb_client, config.contacts_table)
         self._twilio = TwilioClients(
             config.secret_name, timeout=twilio_timeout, http_client_factory=http_client_factory
         )
@@ -138,9 +154,12 @@ class SendRuntime:
         import boto3  # here, not at import: tests and the demo build clients after mocking
 
         config = SendConfig.from_environ(environ)
+        bindings = boto3.resource("dynamodb")
+        things_by_number = ThingsByNumber(config.bindings_table, bindings)
         return cls(
             config=config,
-            numbers_by_thing=NumbersByThing(config.bindings_table, boto3.resource("dynamodb")),
+            numbers_by_thing=NumbersByThing(config.bindings_table, bindings),
+            is_fleet_number=lambda number: things_by_number.get(number) is not None,
             dynamodb_client=boto3.client("dynamodb"),
             sqs_client=boto3.client("sqs"),
         )
@@ -158,6 +177,8 @@ class SendRuntime:
             result: dict[str, Any] = self._send_once(record=message.as_record())
         except Rejected as rejected:
             return self._rejected(rejected, where)
+        except Refused as refused:
+            return self._refused(refused, event, context, where)
         except IdempotencyValidationError:
             reused = Rejected(Reason.ID_REUSED, "this Id was already sent with other content")
             return self._rejected(reused, where)
@@ -185,6 +206,7 @@ class SendRuntime:
         Twilio did not take the message; after a success it is left to its TTL, so a retry
         still finds it should saving Powertools' record fail.
         """
+        self._apply_policy(record)  # inside: a repeated delivery of a sent message is not counted
         twilio = self.twilio()  # credentials first: no marker for an attempt never made
         first_attempt = self._mark_attempt(record["key"])
         if first_attempt is not None:
@@ -199,15 +221,8 @@ class SendRuntime:
                 "an earlier attempt reached no message at Twilio: sending",
                 extra=_key_fields(record["key"]),
             )
-        media = record["media"]
         try:
-            sent = twilio.messages.create(
-                to=record["to"],
-                from_=record["from"],
-                body=record["body"] or values.unset,
-                media_url=media or values.unset,
-                status_callback=self.config.status_callback_url or values.unset,
-            )
+            sent = self._create_retrying_401(twilio, record)
         except (TwilioRestException, TwilioServiceException) as error:
             # Both error formats (legacy and RFC 9457 problem details) carry status and code.
             # A 4xx proves Twilio did not take the message: no retry needs to look for it
@@ -216,6 +231,10 @@ class SendRuntime:
             # Twilio's Messages list before sending again.
             if first_attempt is None and twilio_refused(error.status):
                 self._forget_attempt(record["key"])
+            if error.code == TWILIO_OPTED_OUT:
+                thing, _, _ = record["key"].partition("#")
+                self._contacts.record_opt_out(thing, record["to"])
+                raise Refused(Refusal.OPTED_OUT, "Twilio answered 21610") from error
             if classify_status(error.status) is Failure.TRANSIENT:
                 raise TransientTwilioError(f"Twilio answered {error.status}") from error
             code = error.code if isinstance(error.code, int) else None
@@ -227,6 +246,61 @@ class SendRuntime:
                 f"{type(error).__name__}; Twilio may have accepted it"
             ) from error
         return {"sid": str(sent.sid), "status": str(sent.status)}
+
+    def _create_retrying_401(self, twilio: Client, record: dict[str, Any]) -> Any:
+        """Twilio's Messages create; on a 401, once more with re-read credentials.
+
+        A 401 proves Twilio took nothing, so the retry cannot send twice. Between Twilio
+        promoting a new token and the secret being updated, the cached token fails: the
+        fresh read (or the secondary token) saves the message instead of dead-lettering it.
+        """
+        try:
+            return self._create(twilio, record)
+        except (TwilioRestException, TwilioServiceException) as error:
+            if error.status != UNAUTHORIZED:
+                raise
+            retry = self._twilio.client_after_unauthorized(twilio)
+            if retry is None:
+                raise
+            logger.info(
+                "Twilio answered 401: secret re-read, retrying once",
+                extra=_key_fields(record["key"]),
+            )
+            return self._create(retry, record)
+
+    def _create(self, twilio: Client, record: dict[str, Any]) -> Any:
+        media = record["media"]
+        return twilio.messages.create(
+            to=record["to"],
+            from_=record["from"],
+            body=record["body"] or values.unset,
+            media_url=media or values.unset,
+            status_callback=self.config.status_callback_url or values.unset,
+        )
+
+    def _apply_policy(self, record: dict[str, Any]) -> None:
+        """Raises Refused unless the outbound policy lets this device text `to` now.
+
+        One GetItem (the contact) and, when allowed, one conditional UpdateItem counting
+        the send against both caps. A retried attempt counts again: caps err on the side
+        of refusing.
+        """
+        thing, _, _ = record["key"].partition("#")
+        now = self._clock().timestamp()
+        contact = self._contacts.contact(thing, record["to"])
+        policy = self.config.policy
+        policy.check(
+            thing=thing,
+            to=record["to"],
+            contact=contact,
+            now=now,
+            is_fleet_number=self._is_fleet_number,
+        )
+        counter = policy.counter(thing, now)
+        refusal = self._contacts.count(counter)
+        if refusal is not None:
+            limit = counter.per_day if refusal is Refusal.PER_DAY_CAP else counter.per_minute
+            raise Refused(refusal, f"this device reached its cap of {limit}")
 
     def _mark_attempt(self, key: str) -> datetime | None:
         """Records that an attempt is about to call Twilio; returns when the first attempt
@@ -240,14 +314,12 @@ class SendRuntime:
         try:
             self._dynamodb.put_item(
                 TableName=self.config.idempotency_table,
-                Item={
-                    "id": {"S": attempt_marker_id(key)},
-                    "first_attempt": {"N": f"{now.timestamp():.3f}"},
-                    "expiration": {
-                        "N": str(int(now.timestamp()) + self.config.idempotency_seconds)
-                    },
-                },
-                ConditionExpression="attribute_not_exists(id) OR expiration < :now",
+                Item=contract.attempt_marker_item(
+                    key,
+                    first_attempt=now.timestamp(),
+                    expires_at=int(now.timestamp()) + self.config.idempotency_seconds,
+                ),
+                ConditionExpression=contract.ATTEMPT_MARKER_ABSENT_OR_EXPIRED,
                 ExpressionAttributeValues={":now": {"N": str(int(now.timestamp()))}},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -266,7 +338,8 @@ class SendRuntime:
         """Deletes the marker; a failure only costs a retry one Messages list request."""
         try:
             self._dynamodb.delete_item(
-                TableName=self.config.idempotency_table, Key={"id": {"S": attempt_marker_id(key)}}
+                TableName=self.config.idempotency_table,
+                Key={"id": {"S": contract.attempt_marker_id(key)}},
             )
         except (BotoCoreError, ClientError) as error:
             logger.warning(
@@ -301,22 +374,63 @@ class SendRuntime:
         )
 
     def _dead_letter(self, event: Any, context: Any, error: PermanentTwilioError) -> None:
+        error_fields = {"twilioStatus": error.status, "twilioCode": error.code}
+        self._enqueue(
+            self.config.dead_letter_queue_url,
+            event,
+            context,
+            contract.PERMANENT_TWILIO_ERROR,
+            error_fields,
+        )
+
+    def _enqueue(
+        self, queue_url: str, event: Any, context: Any, condition: str, error: dict[str, Any]
+    ) -> None:
+        """Puts `event` in a queue as a record shaped like Lambda's on-failure record."""
         record = contract.dead_letter_record(
             event,
-            condition=contract.PERMANENT_TWILIO_ERROR,
+            condition=condition,
             request_id=str(getattr(context, "aws_request_id", "")),
             function_arn=str(getattr(context, "invoked_function_arn", "")),
-            error={
-                "errorType": contract.PERMANENT_TWILIO_ERROR,
-                "twilioStatus": error.status,
-                "twilioCode": error.code,
-            },
+            error={"errorType": condition, **error},
         )
         # If this fails, the exception fails the invocation and Lambda retries: not lost.
         self._sqs.send_message(
-            QueueUrl=self.config.dead_letter_queue_url,
-            MessageBody=json.dumps(record, ensure_ascii=False),
+            QueueUrl=queue_url, MessageBody=json.dumps(record, ensure_ascii=False)
         )
+
+    def _refused(
+        self, refused: Refused, event: Any, context: Any, where: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A policy refusal: counted; put in the refused queue with its reason unless
+        expected (STOP)."""
+        fields = {**where, "reason": str(refused.reason), "detail": refused.detail}
+        if refused.reason.expected:
+            logger.info("not sent: the recipient opted out", extra=fields)
+            self._count(contract.RECIPIENT_OPTED_OUT_METRIC, refused)
+            return {"outcome": "opted-out"}
+        logger.warning(f"refused by the outbound policy: {refused.reason}", extra=fields)
+        reason = {"reason": str(refused.reason), "detail": refused.detail}
+        self._enqueue(
+            self.config.refused_queue_url,
+            event,
+            context,
+            contract.OUTBOUND_POLICY_REFUSED,
+            reason,
+        )
+        self._count(contract.OUTBOUND_REFUSED_METRIC, refused)
+        return {"outcome": "refused", "reason": str(refused.reason)}
+
+    def _count(self, name: str, refused: Refused) -> None:
+        """One EMF metric data point (written to the log at once; no flush needed)."""
+        with single_metric(
+            name=name,
+            unit=MetricUnit.Count,
+            value=1,
+            namespace=self.config.metrics_namespace,
+            default_dimensions=contract.SEND_METRIC_DIMENSIONS,
+        ) as metric:
+            metric.add_metadata(key="reason", value=str(refused.reason))
 
     @staticmethod
     def _rejected(rejected: Rejected, where: dict[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,18 @@ TWILIO_ERRORS: dict[str, tuple[int, dict[str, object]]] = {
     "500": (500, {"code": 20500, "message": "Internal Server Error", "status": 500}),
     "503": (503, {"code": 20503, "message": "Service Unavailable", "status": 503}),
     "429": (429, {"code": 20429, "message": "Too Many Requests", "status": 429}),
+    # The account's auth token was rotated (or is wrong): Twilio took nothing.
+    "401": (401, {"code": 20003, "message": "Authenticate", "status": 401}),
+    # The recipient texted STOP to this sender: Twilio refuses to message them.
+    "21610": (
+        400,
+        {
+            "code": 21610,
+            "message": "Attempt to send to unsubscribed recipient",
+            "more_info": "https://www.twilio.com/docs/errors/21610",
+            "status": 400,
+        },
+    ),
     "21211": (
         400,
         {

@@ -27,7 +27,6 @@ from loop.aws_local import find_by_path
 from loop.device_host import board_app
 from loop.local_loop import LocalLoop
 from loop.twilio_webhook import SENDER_PHONE
-from tests.conftest import cdk_context
 
 pytestmark = pytest.mark.e2e
 THING = "dev-reverser"
@@ -41,15 +40,12 @@ def record(attack: str, outcome: str, count: int) -> None:
 
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalLoop]:
-    environments = cdk_context()["environments"]
-    dev = {
-        **environments["dev"],
-        "allowed_senders": {THING: [SENDER_PHONE]},
-        "status_callback": True,
-    }
-    context = {"environments": {**environments, "dev": dev}}
+    settings = {"allowed_senders": {THING: [SENDER_PHONE]}, "status_callback": True}
     with LocalLoop(
-        Path(tmp_path_factory.mktemp("attacks")), retry_delay_s=0.05, context=context, throttle=True
+        Path(tmp_path_factory.mktemp("attacks")),
+        retry_delay_s=0.05,
+        settings=settings,
+        throttle=True,
     ) as running:
         yield running
     print("\n| attack | outcome | count |\n|---|---|---|")

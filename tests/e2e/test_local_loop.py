@@ -18,7 +18,7 @@ import pytest
 
 from loop.certs import tls_context
 from loop.device_host import board_app
-from loop.local_loop import LocalLoop
+from loop.local_loop import LOAD_CAPS, LocalLoop
 from loop.twilio_webhook import SENDER_PHONE
 from loop.umqtt_host import MQTTClient
 from tests.doubles.twilio_faults import FaultProxy
@@ -30,7 +30,9 @@ THING = "dev-reverser"
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalLoop]:
     work = Path(tmp_path_factory.mktemp("loop"))
-    with LocalLoop(work, retry_delay_s=0.05, twilio_proxy=FaultProxy) as running:
+    with LocalLoop(
+        work, retry_delay_s=0.05, twilio_proxy=FaultProxy, settings=LOAD_CAPS
+    ) as running:
         yield running
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from contract import MAX_DEVICE_PAYLOAD_BYTES
 from loop.certs import tls_context
-from loop.local_loop import LocalLoop
+from loop.local_loop import LOAD_CAPS, LocalLoop
 from loop.twilio_webhook import SENDER_PHONE
 from loop.umqtt_host import MQTTClient
 from tests.e2e.test_local_loop import replies_to, tag
@@ -35,6 +35,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalLoop]:
         Path(tmp_path_factory.mktemp("mailbox-loop")),
         retry_delay_s=0.05,
         mailbox_environment={"MAILBOX_RETENTION_SECONDS": str(RETENTION_SECONDS)},
+        settings=LOAD_CAPS,  # 100 replies in a minute
     ) as running:
         yield running
 

@@ -51,11 +51,16 @@ def number(index: int) -> str:
 def write_fleet(root: Path, env: str, count: int) -> dict[str, str]:
     """Writes `devices/{env}/` for `count` devices under `root`; returns their bindings."""
     bindings = {thing_name(i): number(i) for i in range(count)}
+    write_devices(root, env, bindings)
+    return bindings
+
+
+def write_devices(root: Path, env: str, bindings: dict[str, str]) -> None:
+    """Writes `devices/{env}/` under `root`: these bindings and a CSR for each device."""
     write_bindings(env, bindings, root)
     for thing in bindings:
         pem = build_csr(_key(), thing).public_bytes(serialization.Encoding.PEM).decode()
         csr_path(env, thing, root).write_text(pem)
-    return bindings
 
 
 def resolved(value: Any) -> Any:

@@ -265,6 +265,8 @@ def test_tables_are_used_item_by_item_only(synth: Synthesized) -> None:
             ("dynamodb:GetItem",),  # receive and send look bindings up
             ("dynamodb:GetItem",),
             ("dynamodb:DeleteItem", "dynamodb:PutItem"),  # the shards' bindings writer
+            ("dynamodb:UpdateItem",),  # receive records contacts
+            ("dynamodb:GetItem", "dynamodb:UpdateItem"),  # send reads them, counts its sends
         ]
     )
 

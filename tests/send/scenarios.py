@@ -16,8 +16,10 @@ from typing import Any
 from aws_lambda_powertools.utilities import parameters
 
 import contract
+from loop.aws_local import atomic_dynamodb_writes
 from loop.twilio_loopback import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, LoopbackHttpClient
 from send_lambda.config import SendConfig
+from send_lambda.outbound_policy import OutboundPolicy
 from send_lambda.sender import SendRuntime
 from tests.doubles.twilio_faults import FaultProxy
 
@@ -28,6 +30,11 @@ SENDER = "+15555550100"
 SECRET_NAME = "text-device/test/twilio"
 TABLE_NAME = "send-idempotency"
 QUEUE_NAME = "send-dead-letters"
+CONTACTS_TABLE = "contacts"
+REFUSED_QUEUE_NAME = "send-refused"
+RECIPIENT = "+15551234567"
+"""The person who texted the device, so the device may answer (the reply window)."""
+NUMBERS_BY_THING = {THING: SENDER, "dev-doorbell": "+15555550101"}
 CLIENT_TIMEOUT = 0.3  # seconds; the proxy's hang lasts longer
 
 
@@ -59,7 +66,7 @@ class Delivery:
 
 def event(message_id: str = "m-1", **fields: Any) -> dict[str, Any]:
     """A topic-rule event: the device's payload plus `thing` from the topic."""
-    payload = {"Type": "Outgoing", "Id": message_id, "To": "+15551234567", "Body": "hello"}
+    payload = {"Type": "Outgoing", "Id": message_id, "To": RECIPIENT, "Body": "hello"}
     return {**payload, **fields, "thing": fields.get("thing", THING)}
 
 
@@ -71,29 +78,49 @@ class AwsStandIns:
     dynamodb: Any
     sqs: Any
     queue_url: str
+    refused_queue_url: str
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """Every message in the dead-letter queue (received, then deleted)."""
+        return self._drain(self.queue_url)
+
+    def refused(self) -> list[dict[str, Any]]:
+        """Every message the outbound policy refused (received, then deleted)."""
+        return self._drain(self.refused_queue_url)
+
+    def remember_contact(
+        self, number: str, *, thing: str = THING, at: float | None = None, opted_out: bool = False
+    ) -> None:
+        """The Contacts item the receive Lambda writes when `number` texts `thing`."""
+        moment = datetime.now(UTC).timestamp() if at is None else at
+        item = {
+            contract.CONTACT_KEY_ATTRIBUTE: {"S": contract.contact_key(thing, number)},
+            contract.LAST_INBOUND_ATTRIBUTE: {"N": str(int(moment))},
+            contract.OPTED_OUT_ATTRIBUTE: {"BOOL": opted_out},
+        }
+        self.dynamodb.put_item(TableName=CONTACTS_TABLE, Item=item)
+
+    def _drain(self, queue_url: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         while True:
-            batch = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10)
+            batch = self.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
             messages = batch.get("Messages", [])
             if not messages:
                 return found
             for message in messages:
                 found.append(json.loads(message["Body"]))
-                self.sqs.delete_message(
-                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
-                )
+                self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
 @contextmanager
 def aws_stand_ins() -> Iterator[AwsStandIns]:
-    """moto's in-process AWS: the Twilio secret, the idempotency table, the DLQ (and no
-    secret cached from another test)."""
+    """moto's in-process AWS: the Twilio secret, the idempotency and Contacts tables, the
+    queues (and no secret cached from another test); RECIPIENT has just texted every device
+    (so they may answer)."""
     import boto3
     from moto import mock_aws
 
+    atomic_dynamodb_writes()  # the caps' concurrent counting relies on it, as on DynamoDB
     parameters.clear_caches()  # type: ignore[no-untyped-call]
     with mock_aws():
         region = "eu-west-1"
@@ -111,16 +138,32 @@ def aws_stand_ins() -> Iterator[AwsStandIns]:
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
+        dynamodb.create_table(
+            TableName=CONTACTS_TABLE,
+            KeySchema=[{"AttributeName": contract.CONTACT_KEY_ATTRIBUTE, "KeyType": "HASH"}],
+            AttributeDefinitions=[
+                {"AttributeName": contract.CONTACT_KEY_ATTRIBUTE, "AttributeType": "S"}
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
         sqs = boto3.client("sqs", region_name=region)
-        queue_url = sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"]
-        yield AwsStandIns(secrets=secrets, dynamodb=dynamodb, sqs=sqs, queue_url=queue_url)
+        stand_ins = AwsStandIns(
+            secrets=secrets,
+            dynamodb=dynamodb,
+            sqs=sqs,
+            queue_url=sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"],
+            refused_queue_url=sqs.create_queue(QueueName=REFUSED_QUEUE_NAME)["QueueUrl"],
+        )
+        for thing in NUMBERS_BY_THING:
+            stand_ins.remember_contact(RECIPIENT, thing=thing)
+        yield stand_ins
 
 
 def build_runtime(
     aws: AwsStandIns,
     twilio_url: str,
     *,
-    allow_list: frozenset[str] = frozenset(),
+    policy: OutboundPolicy | None = None,
     status_callback_url: str | None = None,
     timeout: float = CLIENT_TIMEOUT,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -128,13 +171,16 @@ def build_runtime(
     """A SendRuntime on the stand-ins, its Twilio requests sent to `twilio_url`."""
     return SendRuntime(
         config=SendConfig(
-            destination_allow_list=allow_list,
+            policy=policy or OutboundPolicy(),
             status_callback_url=status_callback_url,
             secret_name=SECRET_NAME,
             idempotency_table=TABLE_NAME,
             dead_letter_queue_url=aws.queue_url,
+            contacts_table=CONTACTS_TABLE,
+            refused_queue_url=aws.refused_queue_url,
         ),
-        numbers_by_thing={THING: SENDER, "dev-doorbell": "+15555550101"},
+        numbers_by_thing=NUMBERS_BY_THING,
+        is_fleet_number=lambda number: number in NUMBERS_BY_THING.values(),
         dynamodb_client=aws.dynamodb,
         sqs_client=aws.sqs,
         http_client_factory=lambda t: LoopbackHttpClient(twilio_url, timeout=t),

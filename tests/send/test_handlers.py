@@ -21,6 +21,7 @@ from send_lambda import handler as send_handler
 from status_lambda import handler as status_lambda_handler
 from tests.doubles.twilio_faults import FaultProxy
 from tests.send.scenarios import (
+    CONTACTS_TABLE,
     QUEUE_NAME,
     SECRET_NAME,
     SENDER,
@@ -52,6 +53,8 @@ def test_send_handler_builds_its_runtime_from_the_environment(
         "TWILIO_SECRET_NAME": SECRET_NAME,
         "IDEMPOTENCY_TABLE": TABLE_NAME,
         "DEAD_LETTER_QUEUE_URL": aws.queue_url,
+        "CONTACTS_TABLE": CONTACTS_TABLE,
+        "REFUSED_QUEUE_URL": aws.refused_queue_url,
     }.items():
         monkeypatch.setenv(name, value)
     # A cold container whose Twilio client talks to Prism.

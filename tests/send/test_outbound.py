@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contract import MAX_BODY_CHARACTERS, dead_letter_record
+from contract import MAX_BODY_CHARACTERS, attempt_marker_id, dead_letter_record
 from lambda_shared.twilio_credentials import MissingCredentials, credentials_of
 from send_lambda.config import SendConfig
 from send_lambda.outbound import (
@@ -20,7 +20,6 @@ from send_lambda.outbound import (
     ListedMessage,
     Reason,
     Rejected,
-    attempt_marker_id,
     classify_status,
     find_earlier_send,
     is_https_url,
@@ -114,17 +113,13 @@ def test_media_only_message_and_the_image_alias() -> None:
     assert parse_message(event(MediaUrl=many), SETTINGS, NUMBERS).media_urls == tuple(many)
 
 
-def test_allow_list_limits_destinations_when_set() -> None:
-    allow = SendConfig(destination_allow_list=frozenset({"+15551234567"}))
-    assert parse_message(event(To="+15551234567"), allow, NUMBERS).to == "+15551234567"
-    assert rejected(event(To="+15557777777"), allow) is Reason.TO_NOT_ALLOWED
-
-
 RESOURCES = {
     "TWILIO_SECRET_NAME": "text-device/dev/twilio",
     "IDEMPOTENCY_TABLE": "table",
     "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/dlq",
     "BINDINGS_TABLE": "bindings",
+    "CONTACTS_TABLE": "contacts",
+    "REFUSED_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/refused",
 }
 
 
@@ -136,7 +131,7 @@ def test_config_from_environment() -> None:
             "STATUS_CALLBACK_URL": "https://x.example/v1/status",
         }
     )
-    assert config.destination_allow_list == {"+15551234567", "+15557654321"}
+    assert config.policy.allow_list == {"+15551234567", "+15557654321"}
     assert config.status_callback_url == "https://x.example/v1/status"
     assert config.secret_name == "text-device/dev/twilio"
     assert (config.idempotency_table, config.dead_letter_queue_url, config.bindings_table) == (
@@ -144,10 +139,14 @@ def test_config_from_environment() -> None:
         RESOURCES["DEAD_LETTER_QUEUE_URL"],
         "bindings",
     )
+    assert (config.contacts_table, config.refused_queue_url) == (
+        "contacts",
+        RESOURCES["REFUSED_QUEUE_URL"],
+    )
     empty = SendConfig.from_environ(RESOURCES)
-    assert empty.destination_allow_list == frozenset()
+    assert empty.policy.allow_list == frozenset()
     assert empty.status_callback_url is None
-    for required in ("DEAD_LETTER_QUEUE_URL", "BINDINGS_TABLE"):
+    for required in ("DEAD_LETTER_QUEUE_URL", "BINDINGS_TABLE", "CONTACTS_TABLE"):
         with pytest.raises(ValueError, match=required):
             SendConfig.from_environ({**RESOURCES, required: ""})
 

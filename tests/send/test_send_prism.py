@@ -182,12 +182,12 @@ def test_a_rejected_message_never_reaches_twilio_and_is_logged_specifically(
     aws: AwsStandIns, fresh_proxy: FaultProxy, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    runtime = build_runtime(aws, fresh_proxy.url, allow_list=frozenset({"+15557654321"}))
-    delivery = deliver_async(runtime, aws, event("nope"))
+    runtime = build_runtime(aws, fresh_proxy.url)
+    delivery = deliver_async(runtime, aws, event("nope", Type="Incoming"))
     assert delivery.invocations == 1
-    assert delivery.result == {"outcome": "rejected", "reason": "to-not-allowed"}
+    assert delivery.result == {"outcome": "rejected", "reason": "wrong-type"}
     assert fresh_proxy.exchanges == []
-    assert "rejected: to-not-allowed" in caplog.text
+    assert "rejected: wrong-type" in caplog.text
     assert "+1555" not in caplog.text
 
 
