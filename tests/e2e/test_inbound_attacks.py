@@ -25,7 +25,7 @@ import pytest
 
 from loop.aws_local import find_by_path
 from loop.device_host import board_app
-from loop.local_loop import LocalLoop
+from loop.local_loop import LOAD_CAPS, LocalLoop
 from loop.twilio_webhook import SENDER_PHONE
 
 pytestmark = pytest.mark.e2e
@@ -40,7 +40,11 @@ def record(attack: str, outcome: str, count: int) -> None:
 
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalLoop]:
-    settings = {"allowed_senders": {THING: [SENDER_PHONE]}, "status_callback": True}
+    settings = {
+        "allowed_senders": {THING: [SENDER_PHONE]},
+        "status_callback": True,
+        **LOAD_CAPS,  # the owner is answered dozens of times a minute here
+    }
     with LocalLoop(
         Path(tmp_path_factory.mktemp("attacks")),
         retry_delay_s=0.05,
@@ -104,6 +108,11 @@ def test_a_stranger_cannot_control_the_device(loop: LocalLoop) -> None:
     record("stranger texts the device (not on its allow-list)", "200 empty TwiML, not published", 3)
 
 
+def send_invocations(loop: LocalLoop) -> int:
+    """How many messages the send Lambda has handled (sent or refused)."""
+    return sum(1 for hop in list(loop.trace.hops) if hop.where == "send → Twilio")
+
+
 def test_stop_and_help_are_not_forwarded_as_commands(loop: LocalLoop) -> None:
     published = len(loop.published)
     keywords = ["STOP", "stop", "HELP", "START", "Unsubscribe"]
@@ -111,10 +120,21 @@ def test_stop_and_help_are_not_forwarded_as_commands(loop: LocalLoop) -> None:
         assert loop.text(keyword).status == 200
     form = webhook_form(loop, "arrêt")  # a custom Advanced Opt-Out keyword
     assert loop.twilio_webhook.post([*form, ("OptOutType", "STOP")]).status == 200
+    # Opted out, the owner gets no reply (the outbound policy reads the Contacts table)...
+    unanswered = f"while opted out {tag()}"
+    handled = send_invocations(loop)
+    assert loop.text(unanswered).status == 200
+    assert loop.wait_for(lambda: send_invocations(loop) > handled)  # the reply was decided
+    assert loop.text("start").status == 200  # ...until START
     settle(loop, "STOP")
-    assert len(loop.published) == published + 1  # the marker alone
+    assert not replies_to(loop, unanswered)
+    assert len(loop.published) == published + 2  # the text while opted out, the marker
     assert not any(m["Body"].upper() in {"STOP", "HELP", "START"} for m in loop.received[THING])
-    record("STOP/HELP/START keywords and OptOutType", "200, not forwarded, no reply", 6)
+    record(
+        "STOP/HELP/START keywords and OptOutType",
+        "200, not forwarded; no reply while opted out, until START",
+        7,
+    )
 
 
 def idempotency_table(loop: LocalLoop) -> str:
