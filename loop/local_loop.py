@@ -139,9 +139,10 @@ class LocalLoop:
         self._closers.append(self.moto.close)
         self.aws = LocalResources(self.moto, self.template)
         secret = next(r for r in resources.values() if r["Type"] == "AWS::SecretsManager::Secret")
+        self.twilio_secret_name: str = secret["Properties"]["Name"]
         self.auth_token = secrets.token_hex(16)
         self.aws.put_secret(
-            secret["Properties"]["Name"],
+            self.twilio_secret_name,
             {"account_sid": TEST_ACCOUNT_SID, "auth_token": self.auth_token},
         )
 
@@ -424,6 +425,21 @@ class LocalLoop:
     def refused(self) -> list[dict[str, Any]]:
         """Messages the outbound policy refused (read without deleting)."""
         return self.aws.queue_messages(self.refused_queue_id)
+
+    def twilio_secret(self) -> dict[str, str]:
+        """The Twilio secret's current value (the Lambdas read it through their cache)."""
+        answer = self.moto.client("secretsmanager").get_secret_value(
+            SecretId=self.twilio_secret_name
+        )
+        value: dict[str, str] = json.loads(answer["SecretString"])
+        return value
+
+    def put_twilio_secret(self, value: Mapping[str, str]) -> None:
+        """A new value of the Twilio secret, as `aws secretsmanager put-secret-value` puts it
+        (a token rotation's steps)."""
+        self.moto.client("secretsmanager").put_secret_value(
+            SecretId=self.twilio_secret_name, SecretString=json.dumps(dict(value))
+        )
 
     def remember_contact(
         self,

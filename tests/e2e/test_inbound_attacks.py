@@ -8,7 +8,6 @@ closing note.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 import urllib.error
@@ -197,17 +196,8 @@ def test_re_split_fields_are_refused(loop: LocalLoop) -> None:
 
 
 def put_secret(loop: LocalLoop, **tokens: str) -> None:
-    secret = next(
-        r["Properties"]["Name"]
-        for r in loop.template["Resources"].values()
-        if r["Type"] == "AWS::SecretsManager::Secret"
-    )
-    account = loop.moto.client("secretsmanager")
-    current = json.loads(account.get_secret_value(SecretId=secret)["SecretString"])
-    account.put_secret_value(
-        SecretId=secret,
-        SecretString=json.dumps({"account_sid": current["account_sid"], **tokens}),
-    )
+    """The secret's tokens replaced by `tokens` (a rotation step), its account kept."""
+    loop.put_twilio_secret({"account_sid": loop.twilio_secret()["account_sid"], **tokens})
 
 
 def test_token_rotation_loses_no_webhook(loop: LocalLoop) -> None:

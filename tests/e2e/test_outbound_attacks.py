@@ -216,17 +216,9 @@ def test_stop_then_reply_is_not_sent_and_21610_does_not_alarm(loop: LocalLoop) -
 
 def test_401_then_success_with_the_rotated_token(loop: LocalLoop) -> None:
     body = f"rotated {tag()}"
-    secret_name = next(
-        r["Properties"]["Name"]
-        for r in loop.template["Resources"].values()
-        if r["Type"] == "AWS::SecretsManager::Secret"
-    )
-    secrets = loop.moto.client("secretsmanager")
-    current = json.loads(secrets.get_secret_value(SecretId=secret_name)["SecretString"])
     # Rotation under way: Twilio already answers 401 to the token the Lambda has cached.
-    secrets.put_secret_value(
-        SecretId=secret_name,
-        SecretString=json.dumps({**current, contract.SECONDARY_AUTH_TOKEN_KEY: "promoted-token"}),
+    loop.put_twilio_secret(
+        {**loop.twilio_secret(), contract.SECONDARY_AUTH_TOKEN_KEY: "promoted-token"}
     )
     loop.remember_contact(PERSON, thing=ALICE)
     faults(loop).plan("401")
