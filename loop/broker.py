@@ -10,6 +10,7 @@ IoT data stand-in and the rules-engine router) connects as user `cloud`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -18,7 +19,6 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -77,7 +77,7 @@ def acl_from_iot_policy(document: Mapping[str, Any], resolve: Callable[[Any], st
     return lines
 
 
-class Broker:
+class Broker(contextlib.AbstractContextManager["Broker"]):
     """Runs mosquitto with TLS client authentication and per-device ACLs until closed."""
 
     def __init__(self, directory: Path, device_acl: Sequence[str]) -> None:
@@ -179,13 +179,5 @@ class Broker:
         stop_process(self._process)
         self._log.close()
 
-    def __enter__(self) -> Broker:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -20,10 +20,10 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Self
 
 from loop.processes import child_command, child_options, free_port, stop_process
+from loop.service import Service
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_MODULES = ROOT / "node_modules"
@@ -44,7 +44,7 @@ class PrismError(RuntimeError):
     """Prism could not be started (missing binary or spec, exited early, never listened)."""
 
 
-class PrismServer:
+class PrismServer(Service):
     """One `prism mock` process on loopback; a context manager that always stops it."""
 
     def __init__(
@@ -135,14 +135,3 @@ class PrismServer:
         if self._log is not None:
             self._log.close()
             self._log = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

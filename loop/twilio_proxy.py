@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Protocol, Self
 from urllib.parse import parse_qs, urlsplit
+
+from loop.service import Service
 
 DEFAULT_PAGE_SIZE = 50  # Twilio's, when a list request gives no PageSize
 FORWARDED_HEADERS = ("Authorization", "Content-Type", "Accept", "User-Agent")
@@ -174,7 +175,7 @@ def new_message_sid() -> str:
     return "SM" + uuid.uuid4().hex
 
 
-class TwilioProxy:
+class TwilioProxy(Service):
     """An HTTP proxy on loopback in front of Prism that keeps Twilio's messages.
 
     Every create Twilio would have accepted is remembered (`accepted`), every request is
@@ -344,17 +345,6 @@ class TwilioProxy:
         """Stops serving and closes the socket."""
         self._server.shutdown()
         self._server.server_close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def send_answer(

@@ -7,6 +7,7 @@ from aws_cdk import RemovalPolicy, aws_dynamodb
 from constructs import Construct
 
 import contract
+from stacks.tables import on_demand_table
 
 
 class Contacts(Construct):
@@ -22,17 +23,11 @@ class Contacts(Construct):
         self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy
     ) -> None:
         super().__init__(scope, construct_id)
-        self.table = aws_dynamodb.Table(
+        self.table = on_demand_table(
             self,
             "Table",
-            partition_key=aws_dynamodb.Attribute(
-                name=contract.CONTACT_KEY_ATTRIBUTE, type=aws_dynamodb.AttributeType.STRING
-            ),
-            billing_mode=aws_dynamodb.BillingMode.PAY_PER_REQUEST,
+            partition_key=contract.CONTACT_KEY_ATTRIBUTE,
+            ttl_attribute=contract.CONTACT_EXPIRY_ATTRIBUTE,
             encryption=aws_dynamodb.TableEncryption.AWS_MANAGED,
-            time_to_live_attribute=contract.CONTACT_EXPIRY_ATTRIBUTE,
-            point_in_time_recovery_specification=aws_dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
             removal_policy=removal_policy,
         )

@@ -7,11 +7,12 @@ adding a device redeploys no Lambda (warm containers see it within their cache's
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, aws_dynamodb, aws_iam, aws_logs
+from aws_cdk import Duration, RemovalPolicy, aws_iam, aws_logs
 from constructs import Construct
 
 import contract
 from stacks.python_function import LAMBDAS_DIR, BundledPythonFunction
+from stacks.tables import on_demand_table
 
 
 class DeviceBindings(Construct):
@@ -26,16 +27,10 @@ class DeviceBindings(Construct):
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.table = aws_dynamodb.Table(
+        self.table = on_demand_table(
             self,
             "Table",
-            partition_key=aws_dynamodb.Attribute(
-                name=contract.BINDING_KEY, type=aws_dynamodb.AttributeType.STRING
-            ),
-            billing_mode=aws_dynamodb.BillingMode.PAY_PER_REQUEST,
-            point_in_time_recovery_specification=aws_dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
+            partition_key=contract.BINDING_KEY,
             # Derived data: every deploy writes it again from devices/{env}/devices.json.
             removal_policy=RemovalPolicy.DESTROY,
         )

@@ -37,6 +37,7 @@ from constructs import Construct
 
 import contract
 from stacks.python_function import LAMBDAS_DIR, BundledPythonFunction
+from stacks.tables import on_demand_table
 
 SWEEP_EVERY = Duration.minutes(5)
 REDELIVERY_TIMEOUT = Duration.seconds(60)
@@ -64,20 +65,12 @@ class Mailbox(Construct):
         """`send_function`: set to tell the sender when a message expires (else counted)."""
         super().__init__(scope, construct_id)
         self.retention_seconds = retention_days * 24 * 3600
-        self.table = aws_dynamodb.Table(
+        self.table = on_demand_table(
             self,
             "Table",
-            partition_key=aws_dynamodb.Attribute(
-                name=contract.MAILBOX_THING, type=aws_dynamodb.AttributeType.STRING
-            ),
-            sort_key=aws_dynamodb.Attribute(
-                name=contract.MAILBOX_ID, type=aws_dynamodb.AttributeType.STRING
-            ),
-            billing_mode=aws_dynamodb.BillingMode.PAY_PER_REQUEST,
-            time_to_live_attribute=contract.MAILBOX_EXPIRES_AT,
-            point_in_time_recovery_specification=aws_dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
+            partition_key=contract.MAILBOX_THING,
+            sort_key=contract.MAILBOX_ID,
+            ttl_attribute=contract.MAILBOX_EXPIRES_AT,
             removal_policy=removal_policy,
         )
         self.table.add_local_secondary_index(

@@ -13,9 +13,10 @@ import shutil
 import subprocess
 import threading
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 from loop.processes import child_command, child_options, stop_process
+from loop.service import Service
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = Path(__file__).resolve().parent / "micropython_repl_server.mjs"
@@ -31,7 +32,7 @@ def available() -> bool:
     return shutil.which("node") is not None and (PORT_PACKAGE / "micropython.mjs").exists()
 
 
-class MicroPythonRepl:
+class MicroPythonRepl(Service):
     """A running REPL server; use as a context manager or call `start` and `stop`."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 20) -> None:
@@ -48,7 +49,7 @@ class MicroPythonRepl:
             raise ReplServerError("the REPL server is not running")
         return f"socket://{self.host}:{self.port}"
 
-    def start(self) -> MicroPythonRepl:
+    def start(self) -> Self:
         """Starts the server and waits until it listens. Returns self."""
         if not available():
             raise ReplServerError("node or the MicroPython WebAssembly port is missing (npm ci)")
@@ -85,14 +86,3 @@ class MicroPythonRepl:
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
-
-    def __enter__(self) -> MicroPythonRepl:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -31,6 +31,9 @@ from tests.receive.conftest import (
 
 EXAMPLES = 1000
 FUZZ_EXAMPLES = 400
+# Each example runs the whole receive path (VTL, Lambda, moto), so no deadline; no example
+# database, so every run starts from the same seeds.
+WHOLE_PATH = settings(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 FORWARDED = ("FromCity", "ToZip", "ProfileName")
 CONTRACT = {"Body", "From", "To", "MessageSid", "NumMedia"}
 _sids = itertools.count(1)
@@ -133,12 +136,7 @@ def test_every_value_is_delivered_exactly_as_sent(forwarding_world: ReceiveWorld
     world = forwarding_world
     examples = 0
 
-    @settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+    @settings(WHOLE_PATH, max_examples=EXAMPLES)
     @given(webhooks())
     def delivered_exactly(hook: dict[str, Any]) -> None:
         nonlocal examples
@@ -178,12 +176,7 @@ def test_no_request_of_any_kind_gets_a_5xx(forwarding_world: ReceiveWorld) -> No
     world = forwarding_world
     examples = 0
 
-    @settings(
-        max_examples=FUZZ_EXAMPLES,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+    @settings(WHOLE_PATH, max_examples=FUZZ_EXAMPLES)
     @given(
         body=st.binary(max_size=300)
         | TEXT.map(str.encode)
@@ -263,12 +256,7 @@ def test_signed_requests_with_any_fields_get_200_or_400(forwarding_world: Receiv
     world = forwarding_world
     examples = 0
 
-    @settings(
-        max_examples=FUZZ_EXAMPLES,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+    @settings(WHOLE_PATH, max_examples=FUZZ_EXAMPLES)
     @given(signed_forms())
     def answered(pairs: list[tuple[str, str]]) -> None:
         nonlocal examples

@@ -233,6 +233,14 @@ def test_too_many_fields_is_a_bad_request() -> None:
 
 CONFIG = ReceiveConfig(topic_prefix="sms", body_limit=5)
 THINGS = {"+15555550100": "t1"}
+# The resource names the stack gives the receive Lambda's environment.
+CONFIG_RESOURCES = {
+    "TWILIO_SECRET_NAME": "s",
+    "IDEMPOTENCY_TABLE": "t",
+    "BINDINGS_TABLE": "b",
+    "MAILBOX_TABLE": "m",
+    "MAILBOX_RETENTION_SECONDS": "604800",
+}
 
 
 def form(**fields: str) -> Any:
@@ -287,17 +295,10 @@ def test_decide_rejects_invalid_fields(fields: dict[str, str]) -> None:
 
 
 def test_config_from_environment_rejects_unknown_extra_fields() -> None:
-    resources = {
-        "TWILIO_SECRET_NAME": "s",
-        "IDEMPOTENCY_TABLE": "t",
-        "BINDINGS_TABLE": "b",
-        "MAILBOX_TABLE": "m",
-        "MAILBOX_RETENTION_SECONDS": "604800",
-    }
     with pytest.raises(ConfigurationError):
-        ReceiveConfig.from_environ({**resources, "EXTRA_FIELDS": "Password"})
+        ReceiveConfig.from_environ({**CONFIG_RESOURCES, "EXTRA_FIELDS": "Password"})
     config = ReceiveConfig.from_environ(
-        {**resources, "EXTRA_FIELDS": "FromCity,WaId", "BODY_LIMIT": "9"}
+        {**CONFIG_RESOURCES, "EXTRA_FIELDS": "FromCity,WaId", "BODY_LIMIT": "9"}
     )
     assert config.extra_fields == ("FromCity", "WaId") and config.body_limit == 9
     assert (config.secret_name, config.idempotency_table, config.bindings_table) == (
@@ -310,15 +311,8 @@ def test_config_from_environment_rejects_unknown_extra_fields() -> None:
 
 @pytest.mark.parametrize("missing", ["IDEMPOTENCY_TABLE", "BINDINGS_TABLE", "MAILBOX_TABLE"])
 def test_config_from_environment_names_a_missing_resource(missing: str) -> None:
-    resources = {
-        "TWILIO_SECRET_NAME": "s",
-        "IDEMPOTENCY_TABLE": "t",
-        "BINDINGS_TABLE": "b",
-        "MAILBOX_TABLE": "m",
-        "MAILBOX_RETENTION_SECONDS": "604800",
-    }
     with pytest.raises(ConfigurationError, match=missing):
-        ReceiveConfig.from_environ({k: v for k, v in resources.items() if k != missing})
+        ReceiveConfig.from_environ({k: v for k, v in CONFIG_RESOURCES.items() if k != missing})
 
 
 def test_mask_number_hides_the_middle() -> None:
