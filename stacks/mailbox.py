@@ -31,11 +31,13 @@ from aws_cdk import (
     aws_iot,
     aws_lambda,
     aws_logs,
+    aws_sns,
     aws_sqs,
 )
 from constructs import Construct
 
 import contract
+from stacks.alarms import topic_alarm
 from stacks.python_function import LAMBDAS_DIR, BundledPythonFunction
 from stacks.tables import on_demand_table
 
@@ -57,12 +59,14 @@ class Mailbox(Construct):
         inbound_topic_arns: Sequence[str],
         retention_days: int,
         alarm_age_minutes: int,
+        alarm_topic: aws_sns.ITopic,
         rule_error_queue: aws_sqs.IQueue,
         send_function: aws_lambda.IFunction | None,
         log_retention: aws_logs.RetentionDays,
         removal_policy: RemovalPolicy,
     ) -> None:
-        """`send_function`: set to tell the sender when a message expires (else counted)."""
+        """`send_function`: set to tell the sender when a message expires (else counted);
+        `alarm_topic`: where the age and expiry alarms go."""
         super().__init__(scope, construct_id)
         self.retention_seconds = retention_days * 24 * 3600
         self.table = on_demand_table(
@@ -200,34 +204,26 @@ class Mailbox(Construct):
                 statistic=statistic,
             )
 
-        def alarm(
-            name: str, watched: aws_cloudwatch.Metric, threshold: int, why: str
-        ) -> aws_cloudwatch.Alarm:
-            return aws_cloudwatch.Alarm(
-                self,
-                name,
-                metric=watched,
-                threshold=threshold,
-                evaluation_periods=1,
-                comparison_operator=aws_cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=aws_cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description=why,
-            )
-
         self.oldest_pending_age = metric(contract.OLDEST_PENDING_AGE_METRIC, "Maximum")
         self.expired_messages = metric(contract.EXPIRED_MESSAGES_METRIC, "Sum")
-        self.age_alarm = alarm(
+        self.age_alarm = topic_alarm(
+            self,
             "OldestPendingAlarm",
-            self.oldest_pending_age,
-            alarm_age_minutes * 60,
-            f"A message has waited more than {alarm_age_minutes} minutes for its device: "
-            "the device is offline or does not confirm what it takes.",
+            metric=self.oldest_pending_age,
+            threshold=alarm_age_minutes * 60,
+            topic=alarm_topic,
+            description=(
+                f"A message has waited more than {alarm_age_minutes} minutes for its device: "
+                "the device is offline or does not confirm what it takes."
+            ),
         )
-        self.expired_alarm = alarm(
+        self.expired_alarm = topic_alarm(
+            self,
             "ExpiredAlarm",
-            self.expired_messages,
-            0,
-            "A message expired in the mailbox: its device never took it.",
+            metric=self.expired_messages,
+            threshold=0,
+            topic=alarm_topic,
+            description="A message expired in the mailbox: its device never took it.",
         )
 
     def grant_record(self, function: aws_lambda.IFunction) -> None:

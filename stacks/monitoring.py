@@ -8,13 +8,14 @@ from aws_cdk import (
     Duration,
     aws_apigateway,
     aws_cloudwatch,
-    aws_cloudwatch_actions,
     aws_kms,
     aws_sns,
     aws_sns_subscriptions,
     aws_sqs,
 )
 from constructs import Construct
+
+from stacks.alarms import topic_alarm
 
 WEBHOOK_4XX_PER_5_MINUTES = 10
 """Twilio's own requests are never answered 4xx, so a few are a scanner; more are a flood
@@ -50,24 +51,19 @@ class Monitoring(Construct):
         )
         if alarm_email:
             self.topic.add_subscription(aws_sns_subscriptions.EmailSubscription(alarm_email))
-        action = aws_cloudwatch_actions.SnsAction(self.topic)
         self.alarms: dict[str, aws_cloudwatch.Alarm] = {}
 
         def alarm(
             name: str, metric: aws_cloudwatch.IMetric, description: str, threshold: float = 0
         ) -> None:
-            created = aws_cloudwatch.Alarm(
+            self.alarms[name] = topic_alarm(
                 self,
                 name,
                 metric=metric,
                 threshold=threshold,
-                evaluation_periods=1,
-                comparison_operator=aws_cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=aws_cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description=description,
+                description=description,
+                topic=self.topic,
             )
-            created.add_alarm_action(action)
-            self.alarms[name] = created
 
         for name, queue in dead_letter_queues.items():
             alarm(

@@ -11,7 +11,6 @@ from aws_cdk import (
     Duration,
     RemovalPolicy,
     aws_cloudwatch,
-    aws_cloudwatch_actions,
     aws_dynamodb,
     aws_lambda,
     aws_sns,
@@ -20,6 +19,7 @@ from aws_cdk import (
 from constructs import Construct
 
 import contract
+from stacks.alarms import AT_LEAST, topic_alarm
 from stacks.nag import acknowledge
 
 # "Repeatedly": this many refusals within one period pages the operator. One stray reply
@@ -96,18 +96,16 @@ class OutboundPolicy(Construct):
             period=REFUSAL_ALARM_PERIOD,
             statistic="Sum",
         )
-        self.alarm = aws_cloudwatch.Alarm(
+        self.alarm = topic_alarm(
             self,
             "RepeatedRefusals",
             metric=self.refusals,
             threshold=REFUSAL_ALARM_THRESHOLD,
-            evaluation_periods=1,
-            comparison_operator=aws_cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=aws_cloudwatch.TreatMissingData.NOT_BREACHING,
-            alarm_description=(
+            comparison=AT_LEAST,
+            description=(
                 f"The outbound policy refused {REFUSAL_ALARM_THRESHOLD}+ device messages in "
                 f"{REFUSAL_ALARM_PERIOD.to_minutes()} minutes (strangers, fleet numbers, caps): "
                 "a misbehaving or compromised device? `make redrive` lists them with reasons."
             ),
+            topic=alarm_topic,
         )
-        self.alarm.add_alarm_action(aws_cloudwatch_actions.SnsAction(alarm_topic))

@@ -10,7 +10,6 @@ from aws_cdk import (
     RemovalPolicy,
     Stack,
     Token,
-    aws_cloudwatch_actions,
     aws_iam,
     aws_logs,
 )
@@ -184,6 +183,7 @@ class TextDeviceStack(Stack):
             inbound_topic_arns=[self.fleet.inbound_topic_arn()],
             retention_days=settings.mailbox_retention_days,
             alarm_age_minutes=settings.mailbox_alarm_age_minutes,
+            alarm_topic=self.monitoring.topic,
             rule_error_queue=self.outbound.rule_error_queue,
             send_function=self.outbound.function
             if settings.mailbox_expiry_action == "notify_sender"
@@ -196,8 +196,6 @@ class TextDeviceStack(Stack):
             "MAILBOX_RETENTION_SECONDS", str(self.mailbox.retention_seconds)
         )
         self.mailbox.grant_record(self.webhook.function)
-        for mailbox_alarm in (self.mailbox.age_alarm, self.mailbox.expired_alarm):
-            mailbox_alarm.add_alarm_action(aws_cloudwatch_actions.SnsAction(self.monitoring.topic))
 
         # Whom a device may text, and how much: the reply window and opt-outs come from the
         # Contacts table, which the receive Lambda writes.
